@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of inbox_outbox on this machine: installs what is missing,
+# builds with -Werror, installs, then runs pg_regress (against a temporary,
+# preloaded server) and the TAP tests (real Kafka broker, librdkafka mock
+# cluster) as an unprivileged user.  Everything it starts, it stops.
+# Exit status is non-zero if anything failed; on failure the regression
+# diffs and server logs are printed.
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$src/scripts/lib.sh"
+
+ensure_packages
+build_and_install "$src"
+
+work=${INBOX_OUTBOX_TEST_DIR:-/var/tmp/inbox_outbox-check}
+copy_tree_for_test_user "$src" "$work"
+
+log "running the tests in $work"
+status=0
+as_test_user make -C "$work" -s installcheck WERROR=1 \
+	PG_CONFIG="$PG_BINDIR/pg_config" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} || status=$?
+
+if [ "$status" -ne 0 ]; then
+	log "tests failed (exit $status)"
+	for f in "$work/regression.diffs"; do
+		[ -f "$f" ] && { log "$f"; cat "$f"; }
+	done
+	for f in "$work"/tmp_check_regress/log/*.log "$work"/tmp_check/log/*; do
+		[ -f "$f" ] || continue
+		log "$f (last 200 lines)"
+		tail -n 200 "$f"
+	done
+	exit "$status"
+fi
+log "all tests passed"
