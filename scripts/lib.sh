@@ -73,3 +73,29 @@ copy_tree_for_test_user() {
 		chown -R "$TEST_USER": "$dst"
 	fi
 }
+
+# Start a throwaway server in DIR/pgdata with the library preloaded, listening
+# on 127.0.0.1 at a free port, and stop it when the calling shell exits.
+# Exports PGHOST, PGPORT, PGUSER and PGDATABASE for psql and pgbench.
+# Extra postgresql.conf lines may be given as arguments.
+pg_throwaway_start() {
+	local dir=$1
+	shift
+	local data=$dir/pgdata
+	PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	rm -rf "$data"
+	mkdir -p "$dir"
+	initdb -D "$data" -A trust -U postgres >/dev/null
+	{
+		echo "listen_addresses = '127.0.0.1'"
+		echo "port = $PGPORT"
+		echo "unix_socket_directories = '$dir'"
+		echo "shared_preload_libraries = 'inbox_outbox'"
+		printf '%s\n' "$@"
+	} >>"$data/postgresql.conf"
+	PG_THROWAWAY_DATA=$data
+	trap 'pg_ctl -D "$PG_THROWAWAY_DATA" -m fast stop >/dev/null 2>&1 || true' EXIT
+	pg_ctl -D "$data" -l "$dir/postgres.log" -w start >/dev/null
+	export PGHOST=127.0.0.1 PGPORT PGUSER=postgres PGDATABASE=postgres
+	log "PostgreSQL on 127.0.0.1:$PGPORT (log: $dir/postgres.log)"
+}
