@@ -7,17 +7,27 @@
 # (see test/regress.conf) and then runs the TAP tests in test/t.
 
 EXTENSION = inbox_outbox
-EXTVERSION = 0.1
+EXTVERSION = 0.2
 
+# inbox_outbox.so: everything an application backend may load.
 MODULE_big = inbox_outbox
 OBJS = \
 	src/inbox_outbox.o \
+	src/launcher.o \
+	src/outbox.o \
+	src/relay_status.o \
 	src/shared_state.o \
 	src/ulid.o
 
+# inbox_outbox_relay.so: the relay worker, the only code linked with
+# librdkafka.  Only the relay process loads it; it resolves the shared-state
+# and ulid symbols from inbox_outbox.so, which is always preloaded there.
+RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
+RELAY_OBJS = src/relay.o src/kafka.o
+
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema
+REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
@@ -32,11 +42,24 @@ ifdef WERROR
 PG_CFLAGS += -Werror
 endif
 
-EXTRA_CLEAN = tmp_check_regress test/ulid_clock/*.o test/ulid_clock/*.so
+EXTRA_CLEAN = tmp_check_regress $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+all: $(RELAY_LIB)
+
+$(RELAY_LIB): $(RELAY_OBJS)
+	$(CC) $(CFLAGS) $(RELAY_OBJS) $(LDFLAGS) $(LDFLAGS_SL) -shared -o $@ -lrdkafka
+
+install: install-relay
+install-relay: $(RELAY_LIB)
+	$(INSTALL_SHLIB) $(RELAY_LIB) '$(DESTDIR)$(pkglibdir)/$(RELAY_LIB)'
+
+uninstall: uninstall-relay
+uninstall-relay:
+	rm -f '$(DESTDIR)$(pkglibdir)/$(RELAY_LIB)'
 
 # Test-only helpers, built in place and never installed.
 test-helpers:
@@ -45,4 +68,4 @@ test-helpers:
 
 installcheck: test-helpers
 
-.PHONY: test-helpers
+.PHONY: test-helpers install-relay uninstall-relay

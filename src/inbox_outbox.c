@@ -1,20 +1,25 @@
 /*-------------------------------------------------------------------------
  *
  * inbox_outbox.c
- *	  Module initialization: configuration parameters and shared memory.
+ *	  Module initialization: configuration parameters, shared memory and the
+ *	  launcher.
  *
- * Nothing here talks to Kafka.  librdkafka is used only by the relay worker,
- * after it has forked, so application backends that load this library for
- * gen_ulid() or outbox_publish() never start its threads.
+ * Nothing here talks to Kafka.  librdkafka is linked only into
+ * inbox_outbox_relay.so, which only the relay worker loads, after it has
+ * forked; application backends that load this library for gen_ulid() or
+ * outbox_publish() never map librdkafka or start its threads.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "inbox_outbox.h"
 #include "shared_state.h"
 #include "ulid.h"
 
@@ -22,13 +27,116 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+char	   *inbox_outbox_brokers = NULL;
+char	   *inbox_outbox_kafka_config = NULL;
+char	   *inbox_outbox_databases = NULL;
+int			inbox_outbox_batch_size = 1000;
+int			inbox_outbox_poll_interval = 5000;
+int			inbox_outbox_max_attempts = 10;
+int			inbox_outbox_retry_backoff = 1000;
+int			inbox_outbox_max_message_bytes = 1000000;
+int			inbox_outbox_shutdown_timeout = 5000;
+
+static void
+define_parameters(void)
+{
+	DefineCustomStringVariable("inbox_outbox.brokers",
+							   "Kafka bootstrap servers the relay connects to.",
+							   "A comma-separated list of host:port pairs.",
+							   &inbox_outbox_brokers,
+							   "127.0.0.1:9092",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("inbox_outbox.kafka_config",
+							   "Extra librdkafka producer properties for the relay.",
+							   "Semicolon-separated key=value pairs, or the absolute path of a file "
+							   "with one key=value pair per line. May hold secrets such as SASL passwords.",
+							   &inbox_outbox_kafka_config,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("inbox_outbox.databases",
+							   "Databases in which a relay may run.",
+							   "A comma-separated list of database names; empty means every database "
+							   "in which the extension is created.",
+							   &inbox_outbox_databases,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.batch_size",
+							"Most outbox rows the relay reads and produces in one round.",
+							NULL,
+							&inbox_outbox_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.poll_interval",
+							"Time after which an idle relay looks for rows that no commit announced.",
+							"Commits through outbox_publish() or INSERT wake the relay at once; "
+							"this fallback covers the rest, such as COMMIT PREPARED.",
+							&inbox_outbox_poll_interval,
+							5000, 10, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.max_attempts",
+							"Delivery attempts before an outbox row moves to the dead-letter table.",
+							NULL,
+							&inbox_outbox_max_attempts,
+							10, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.retry_backoff",
+							"Wait before the first retry of a failed outbox row; it doubles with each attempt up to one minute.",
+							NULL,
+							&inbox_outbox_retry_backoff,
+							1000, 0, 60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.max_message_bytes",
+							"Largest Kafka message (payload, key and headers) accepted for the outbox.",
+							"Keep it at or below the brokers' message.max.bytes.",
+							&inbox_outbox_max_message_bytes,
+							1000000, 1000, 100000000,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.shutdown_timeout",
+							"Time the relay waits for outstanding acknowledgements when asked to stop.",
+							NULL,
+							&inbox_outbox_shutdown_timeout,
+							5000, 0, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("inbox_outbox");
+}
+
 void
 _PG_init(void)
 {
-	MarkGUCPrefixReserved("inbox_outbox");
+	define_parameters();
 
 	if (process_shared_preload_libraries_in_progress)
+	{
 		shared_state_request();
+		launcher_register();
+	}
 
 	ulid_init();
 }

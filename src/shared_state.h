@@ -1,23 +1,71 @@
 /*-------------------------------------------------------------------------
  *
  * shared_state.h
- *	  The extension's shared memory segment.
+ *	  The extension's shared memory: the ulid generator's last value and one
+ *	  slot per database whose relay is running or was started.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef INBOX_OUTBOX_SHARED_STATE_H
 #define INBOX_OUTBOX_SHARED_STATE_H
 
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
 #include "ulid.h"
+
+/* Databases that can have a relay at the same time. */
+#define RELAY_MAX_DATABASES		64
+#define RELAY_ERROR_LEN			256
+
+typedef enum RelayState
+{
+	RELAY_STARTING = 0,
+	RELAY_IDLE,
+	RELAY_PUBLISHING,
+	RELAY_BACKING_OFF,
+	RELAY_BROKER_UNREACHABLE,
+	RELAY_STOPPED
+} RelayState;
+
+/*
+ * A relay's slot.  The launcher assigns it (dbid), the relay fills in the
+ * rest.  Counters are since the slot was assigned, i.e. since server start
+ * or since the extension was created.
+ */
+typedef struct RelaySlot
+{
+	Oid			dbid;			/* InvalidOid: free */
+	pid_t		pid;			/* 0 when no relay runs */
+	Latch	   *latch;			/* the relay's latch, set at commit */
+	RelayState	state;
+	bool		no_extension;	/* relay found no extension and stopped */
+	uint32		seen_generation;	/* extension generation when it stopped */
+	uint64		published;
+	uint64		failed;
+	uint64		dead_lettered;
+	TimestampTz last_error_at;
+	char		last_error[RELAY_ERROR_LEN];
+} RelaySlot;
 
 typedef struct InboxOutboxShared
 {
 	UlidGeneratorState ulid;
+
+	LWLock	   *lock;			/* protects everything below */
+	Latch	   *launcher_latch;
+	pid_t		launcher_pid;
+	uint32		extension_generation;	/* bumped at CREATE/ALTER EXTENSION */
+	RelaySlot	relays[RELAY_MAX_DATABASES];
 } InboxOutboxShared;
 
 /* NULL unless the library was loaded through shared_preload_libraries. */
-extern InboxOutboxShared *inbox_outbox_shared;
+extern PGDLLIMPORT InboxOutboxShared *inbox_outbox_shared;
 
 extern void shared_state_request(void);
+extern RelaySlot *relay_slot_find(Oid dbid);
+extern void relay_wake(Oid dbid);
+extern void launcher_wake(bool extension_changed);
 
 #endif							/* INBOX_OUTBOX_SHARED_STATE_H */

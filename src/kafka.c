@@ -1,0 +1,431 @@
+/*-------------------------------------------------------------------------
+ *
+ * kafka.c
+ *	  The relay's Kafka producer: a thin wrapper around librdkafka.
+ *
+ * librdkafka runs threads of its own.  None of them may call into
+ * PostgreSQL, so every callback here only records into plain C memory owned
+ * by the KafkaProducer: the delivery callback stores each message's outcome
+ * in a results array indexed by the message's position in the relay's
+ * round, the error callback keeps the latest error, and the log callback
+ * queues lines.  All callbacks run inside rd_kafka_poll() on the relay's
+ * own thread (logs are routed to the main queue with log.queue), and the
+ * queued log lines are reported with ereport() only after rd_kafka_poll()
+ * has returned.
+ *
+ * The relay sleeps in WaitLatchOrSocket() on a pipe that librdkafka writes
+ * to when an event arrives on the main queue (rd_kafka_queue_io_event_enable),
+ * so delivery reports wake it as promptly as its latch does.
+ *
+ * Producer settings that the relay's promises rest on are applied after the
+ * user's inbox_outbox.kafka_config and cannot be overridden:
+ *  - enable.idempotence=true (acks=all, ordered retries without duplicates
+ *    inside the broker);
+ *  - enable.gapless.guarantee=true: a message that fails for good makes the
+ *    producer fail fatally instead of letting later messages of the same
+ *    partition through, so a key's later event can never overtake an
+ *    earlier failed one; the relay then recreates the producer;
+ *  - message.timeout.ms=0: messages never time out, since a timeout is the
+ *    one failure gapless delivery does not cover.  A broker outage leaves
+ *    messages queued (bounded by the relay's batch) until it ends;
+ *  - partitioner=murmur2_random: keyed messages land on the partition the
+ *    Java client would choose.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "kafka.h"
+
+#define KAFKA_LOG_LINES		32
+#define KAFKA_LOG_LEN		512
+#define KAFKA_ERROR_LEN		256
+
+struct KafkaProducer
+{
+	rd_kafka_t *rk;
+	int			pipefd[2];
+
+	/* written by callbacks */
+	KafkaResult *results;
+	int			nresults;
+	int			outstanding;
+
+	int			nlog;
+	int			log_level[KAFKA_LOG_LINES];
+	char		log_line[KAFKA_LOG_LINES][KAFKA_LOG_LEN];
+	int			log_dropped;
+
+	bool		brokers_down;
+	bool		error_new;
+	char		error[KAFKA_ERROR_LEN];
+};
+
+static void
+delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	KafkaProducer *producer = (KafkaProducer *) opaque;
+	intptr_t	index = (intptr_t) msg->_private;
+
+	if (index >= 0 && index < producer->nresults)
+	{
+		producer->results[index].done = true;
+		producer->results[index].err = msg->err;
+	}
+	producer->outstanding--;
+	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		producer->brokers_down = false;
+}
+
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	KafkaProducer *producer = (KafkaProducer *) opaque;
+
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		producer->brokers_down = true;
+	snprintf(producer->error, sizeof(producer->error), "%s: %s",
+			 rd_kafka_err2name(err), reason);
+	producer->error_new = true;
+}
+
+static void
+log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	KafkaProducer *producer = (KafkaProducer *) rd_kafka_opaque(rk);
+
+	if (producer->nlog >= KAFKA_LOG_LINES)
+	{
+		producer->log_dropped++;
+		return;
+	}
+	producer->log_level[producer->nlog] = level;
+	snprintf(producer->log_line[producer->nlog], KAFKA_LOG_LEN, "%s: %s", fac, buf);
+	producer->nlog++;
+}
+
+static void
+set_property(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid Kafka producer property \"%s\"", name),
+				errdetail("%s", errstr));
+	}
+}
+
+/*
+ * Apply "key=value" pairs separated by semicolons or newlines.  Blank
+ * entries and lines starting with '#' are skipped.
+ */
+static void
+apply_properties(rd_kafka_conf_t *conf, char *list, const char *origin)
+{
+	char	   *saveptr = NULL;
+
+	for (char *item = strtok_r(list, ";\n", &saveptr); item != NULL;
+		 item = strtok_r(NULL, ";\n", &saveptr))
+	{
+		char	   *eq;
+		char	   *name;
+
+		while (*item == ' ' || *item == '\t' || *item == '\r')
+			item++;
+		if (*item == '\0' || *item == '#')
+			continue;
+		eq = strchr(item, '=');
+		if (eq == NULL)
+		{
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("invalid entry in %s", origin),
+					errdetail("Entries are written as key=value."));
+		}
+		*eq = '\0';
+		name = item;
+		for (char *end = eq - 1; end >= name && (*end == ' ' || *end == '\t'); end--)
+			*end = '\0';
+		{
+			char	   *value = eq + 1;
+			size_t		len;
+
+			while (*value == ' ' || *value == '\t')
+				value++;
+			len = strlen(value);
+			while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t' ||
+							   value[len - 1] == '\r'))
+				value[--len] = '\0';
+			set_property(conf, name, value);
+		}
+	}
+}
+
+static void
+apply_extra_config(rd_kafka_conf_t *conf, const char *extra)
+{
+	if (extra == NULL || extra[0] == '\0')
+		return;
+
+	if (extra[0] == '/')
+	{
+		FILE	   *file = AllocateFile(extra, "r");
+		StringInfoData buf;
+		char		chunk[1024];
+		size_t		n;
+
+		if (file == NULL)
+		{
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					errcode_for_file_access(),
+					errmsg("could not open file \"%s\" named by inbox_outbox.kafka_config: %m",
+						   extra));
+		}
+		initStringInfo(&buf);
+		while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0)
+			appendBinaryStringInfo(&buf, chunk, n);
+		FreeFile(file);
+		apply_properties(conf, buf.data, "the file named by inbox_outbox.kafka_config");
+		pfree(buf.data);
+	}
+	else
+	{
+		char	   *copy = pstrdup(extra);
+
+		apply_properties(conf, copy, "inbox_outbox.kafka_config");
+		pfree(copy);
+	}
+}
+
+KafkaProducer *
+kafka_producer_create(const char *brokers, const char *extra_config,
+					  const char *client_id)
+{
+	KafkaProducer *producer;
+	rd_kafka_conf_t *conf;
+	char		errstr[512];
+	rd_kafka_queue_t *mainq;
+
+	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaProducer));
+	if (pipe(producer->pipefd) != 0)
+		ereport(ERROR,
+				errcode_for_socket_access(),
+				errmsg("could not create pipe for the Kafka producer: %m"));
+	fcntl(producer->pipefd[0], F_SETFL, O_NONBLOCK);
+	fcntl(producer->pipefd[1], F_SETFL, O_NONBLOCK);
+
+	conf = rd_kafka_conf_new();
+
+	/* tunable defaults, which inbox_outbox.kafka_config may change */
+	set_property(conf, "client.id", client_id);
+	set_property(conf, "linger.ms", "1");
+	set_property(conf, "queue.buffering.max.kbytes", "131072");
+	set_property(conf, "topic.metadata.propagation.max.ms", "2000");
+	set_property(conf, "socket.keepalive.enable", "true");
+
+	apply_extra_config(conf, extra_config);
+
+	/* what the relay's guarantees rest on */
+	set_property(conf, "bootstrap.servers", brokers);
+	set_property(conf, "enable.idempotence", "true");
+	set_property(conf, "acks", "all");
+	set_property(conf, "enable.gapless.guarantee", "true");
+	set_property(conf, "message.timeout.ms", "0");
+	set_property(conf, "partitioner", "murmur2_random");
+	set_property(conf, "log.queue", "true");
+
+	rd_kafka_conf_set_opaque(conf, producer);
+	rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+
+	producer->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (producer->rk == NULL)
+	{
+		/* rd_kafka_new() freed conf only on success */
+		rd_kafka_conf_destroy(conf);
+		close(producer->pipefd[0]);
+		close(producer->pipefd[1]);
+		pfree(producer);
+		ereport(ERROR,
+				errcode(ERRCODE_CONNECTION_FAILURE),
+				errmsg("could not create Kafka producer: %s", errstr));
+	}
+
+	rd_kafka_set_log_queue(producer->rk, NULL);
+	mainq = rd_kafka_queue_get_main(producer->rk);
+	rd_kafka_queue_io_event_enable(mainq, producer->pipefd[1], "1", 1);
+	rd_kafka_queue_destroy(mainq);
+
+	return producer;
+}
+
+/*
+ * Purge what is still queued or in flight and serve the resulting delivery
+ * reports for up to timeout_ms.  Purged messages report an error, so their
+ * rows stay in the outbox and are sent again later.
+ */
+void
+kafka_purge(KafkaProducer *producer, int timeout_ms)
+{
+	TimestampTz deadline;
+
+	rd_kafka_purge(producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	while (producer->outstanding > 0 && GetCurrentTimestamp() < deadline)
+	{
+		rd_kafka_poll(producer->rk, 10);
+		kafka_serve(producer);
+	}
+}
+
+/* Purge, then destroy the producer. */
+void
+kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
+{
+	if (producer == NULL)
+		return;
+
+	kafka_purge(producer, timeout_ms);
+	producer->results = NULL;
+	producer->nresults = 0;
+	rd_kafka_destroy(producer->rk);
+
+	close(producer->pipefd[0]);
+	close(producer->pipefd[1]);
+	pfree(producer);
+}
+
+/*
+ * Start a round of up to nmessages messages whose outcomes go to results,
+ * an array the caller owns and keeps until the round is over.
+ */
+void
+kafka_begin_round(KafkaProducer *producer, KafkaResult *results, int nmessages)
+{
+	Assert(producer->outstanding == 0);
+	memset(results, 0, sizeof(KafkaResult) * nmessages);
+	producer->results = results;
+	producer->nresults = nmessages;
+}
+
+int
+kafka_outstanding(KafkaProducer *producer)
+{
+	return producer->outstanding;
+}
+
+/*
+ * Produce one message; its outcome arrives in results[index].  Returns the
+ * error if librdkafka refused the message outright (no delivery report will
+ * follow); RD_KAFKA_RESP_ERR__QUEUE_FULL is retried here after serving
+ * delivery reports.
+ */
+rd_kafka_resp_err_t
+kafka_produce(KafkaProducer *producer, int index, const char *topic,
+			  const char *key, size_t key_len,
+			  const char *value, size_t value_len,
+			  const KafkaHeader *headers, int nheaders, int64 timestamp_ms)
+{
+	for (;;)
+	{
+		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
+		rd_kafka_resp_err_t err;
+
+		for (int i = 0; i < nheaders; i++)
+			rd_kafka_header_add(hdrs, headers[i].name, -1,
+								headers[i].value, headers[i].value_len);
+
+		err = rd_kafka_producev(producer->rk,
+								RD_KAFKA_V_TOPIC(topic),
+								RD_KAFKA_V_KEY(key, key_len),
+								RD_KAFKA_V_VALUE((void *) value, value_len),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_TIMESTAMP(timestamp_ms),
+								RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
+								RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			producer->outstanding++;
+			return err;
+		}
+
+		/* on failure the headers still belong to us */
+		rd_kafka_headers_destroy(hdrs);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			return err;
+
+		CHECK_FOR_INTERRUPTS();
+		rd_kafka_poll(producer->rk, 10);
+		kafka_serve(producer);
+	}
+}
+
+/*
+ * Serve queued events (delivery reports, errors, logs) and report the log
+ * lines the callbacks recorded.
+ */
+void
+kafka_serve(KafkaProducer *producer)
+{
+	char		drain[64];
+
+	while (read(producer->pipefd[0], drain, sizeof(drain)) > 0)
+		;
+	rd_kafka_poll(producer->rk, 0);
+
+	for (int i = 0; i < producer->nlog; i++)
+		ereport(producer->log_level[i] <= 4 ? LOG : DEBUG1,
+				errmsg_internal("librdkafka: %s", producer->log_line[i]));
+	if (producer->log_dropped > 0)
+		ereport(LOG,
+				errmsg_internal("librdkafka: %d log lines dropped", producer->log_dropped));
+	producer->nlog = 0;
+	producer->log_dropped = 0;
+}
+
+/* The descriptor to wait on for librdkafka events. */
+int
+kafka_wait_fd(KafkaProducer *producer)
+{
+	return producer->pipefd[0];
+}
+
+bool
+kafka_fatal_error(KafkaProducer *producer, char *buf, size_t len)
+{
+	return rd_kafka_fatal_error(producer->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+bool
+kafka_brokers_down(KafkaProducer *producer)
+{
+	return producer->brokers_down;
+}
+
+/* The latest error from librdkafka, once. */
+bool
+kafka_take_error(KafkaProducer *producer, char *buf, size_t len)
+{
+	if (!producer->error_new)
+		return false;
+	strlcpy(buf, producer->error, len);
+	producer->error_new = false;
+	return true;
+}

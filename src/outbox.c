@@ -1,0 +1,350 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  Publishing: validation of outbox rows, outbox_publish(), and the
+ *	  commit-time wake-up of the relay.
+ *
+ * An event is a row of inbox_outbox.outbox written in the application's own
+ * transaction, so it exists if and only if that transaction commits.
+ * outbox_publish() checks its arguments with SQLSTATE-coded errors before
+ * inserting; rows inserted directly (an ORM mapping the table) are held to
+ * the same topic and header rules by CHECK constraints that call the
+ * valid_* functions below.
+ *
+ * The relay sleeps on its latch.  A statement trigger on the outbox table
+ * marks the transaction, and a transaction callback sets the relay's latch
+ * once the commit is visible, so the relay reads the new rows at once; a
+ * rolled-back or prepared transaction wakes nobody (COMMIT PREPARED is left
+ * to the relay's fallback poll).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "inbox_outbox.h"
+#include "shared_state.h"
+#include "ulid.h"
+
+PG_FUNCTION_INFO_V1(outbox_publish);
+PG_FUNCTION_INFO_V1(outbox_valid_topic);
+PG_FUNCTION_INFO_V1(outbox_valid_headers);
+PG_FUNCTION_INFO_V1(outbox_wakeup);
+PG_FUNCTION_INFO_V1(relay_launcher_wakeup);
+
+/* Kafka's own limit on topic names. */
+#define KAFKA_TOPIC_MAX_LEN 249
+
+#define RESERVED_HEADER "event_id"
+
+static bool xact_callback_registered = false;
+static bool relay_wake_pending = false;
+static bool launcher_wake_pending = false;
+
+static SPIPlanPtr insert_plan = NULL;
+
+/*
+ * Why a topic name is invalid, or NULL if Kafka accepts it.  *detail gets a
+ * sentence for errdetail.
+ */
+static const char *
+topic_problem(const char *topic, int len, const char **detail)
+{
+	*detail = NULL;
+	if (len == 0)
+		return "topic must not be empty";
+	if (len > KAFKA_TOPIC_MAX_LEN)
+	{
+		*detail = "Kafka topic names have at most 249 characters.";
+		return "topic name is too long";
+	}
+	if ((len == 1 && topic[0] == '.') ||
+		(len == 2 && topic[0] == '.' && topic[1] == '.'))
+	{
+		*detail = "Kafka does not allow the topic names \".\" and \"..\".";
+		return "invalid topic name";
+	}
+	for (int i = 0; i < len; i++)
+	{
+		char		c = topic[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+		{
+			*detail = "Kafka topic names consist of ASCII letters, digits, \".\", \"_\" and \"-\".";
+			return "invalid character in topic name";
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Why a headers document is invalid, or NULL if it is an object of string
+ * values without the reserved name.  *name gets the offending header name.
+ */
+static const char *
+headers_problem(Jsonb *headers, char **name, int *total_len)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *current = NULL;
+
+	*name = NULL;
+	*total_len = 0;
+	if (!JB_ROOT_IS_OBJECT(headers))
+		return "headers must be a JSON object";
+
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			current = pnstrdup(v.val.string.val, v.val.string.len);
+			*total_len += v.val.string.len;
+			if (strcmp(current, RESERVED_HEADER) == 0)
+			{
+				*name = current;
+				return "header name \"event_id\" is reserved";
+			}
+		}
+		else if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString)
+			{
+				*name = current;
+				return "header values must be JSON strings";
+			}
+			*total_len += v.val.string.len;
+		}
+	}
+	return NULL;
+}
+
+/* inbox_outbox.valid_topic(text): CHECK constraint of the outbox table */
+Datum
+outbox_valid_topic(PG_FUNCTION_ARGS)
+{
+	text	   *topic = PG_GETARG_TEXT_PP(0);
+	const char *detail;
+
+	PG_RETURN_BOOL(topic_problem(VARDATA_ANY(topic), VARSIZE_ANY_EXHDR(topic),
+								 &detail) == NULL);
+}
+
+/* inbox_outbox.valid_headers(jsonb): CHECK constraint of the outbox table */
+Datum
+outbox_valid_headers(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *headers = PG_GETARG_JSONB_P(0);
+	char	   *name;
+	int			len;
+
+	PG_RETURN_BOOL(headers_problem(headers, &name, &len) == NULL);
+}
+
+static void
+check_topic(text *topic)
+{
+	const char *detail;
+	const char *problem;
+	char	   *str;
+	int			len;
+
+	if (topic == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("topic must not be null"));
+
+	str = VARDATA_ANY(topic);
+	len = VARSIZE_ANY_EXHDR(topic);
+	problem = topic_problem(str, len, &detail);
+	if (problem == NULL)
+		return;
+	if (len == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("%s", problem));
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("%s: \"%s\"", problem, text_to_cstring(topic)),
+			errdetail("%s", detail));
+}
+
+static int
+check_headers(Jsonb *headers)
+{
+	const char *problem;
+	char	   *name;
+	int			len;
+
+	if (headers == NULL)
+		return 0;
+
+	problem = headers_problem(headers, &name, &len);
+	if (problem == NULL)
+		return len;
+	if (name == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("%s", problem),
+				errdetail("Headers are given as an object whose values are strings, such as {\"trace_id\": \"abc\"}."));
+	else if (strcmp(name, RESERVED_HEADER) == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_RESERVED_NAME),
+				errmsg("%s", problem),
+				errdetail("The relay sets the header event_id to the event's id."));
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("%s", problem),
+			errdetail("The value of header \"%s\" is not a string.", name));
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * Remember to wake the relay when the current transaction commits.
+ */
+static void
+outbox_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (relay_wake_pending)
+				relay_wake(MyDatabaseId);
+			if (launcher_wake_pending)
+				launcher_wake(true);
+			relay_wake_pending = false;
+			launcher_wake_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			relay_wake_pending = false;
+			launcher_wake_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+register_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(outbox_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+/*
+ * outbox_publish(topic text, key text, payload bytea, headers jsonb)
+ *
+ * The text and jsonb overloads are SQL functions that convert their payload
+ * to UTF-8 bytes and call this one.
+ */
+Datum
+outbox_publish(PG_FUNCTION_ARGS)
+{
+	text	   *topic = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	text	   *key = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	bytea	   *payload = PG_ARGISNULL(2) ? NULL : PG_GETARG_BYTEA_PP(2);
+	Jsonb	   *headers = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	int64		size;
+	pg_ulid    *id;
+	Datum		values[5];
+	char		nulls[5];
+	int			ret;
+
+	check_topic(topic);
+	size = check_headers(headers);
+	size += key ? VARSIZE_ANY_EXHDR(key) : 0;
+	size += payload ? VARSIZE_ANY_EXHDR(payload) : 0;
+	if (size > inbox_outbox_max_message_bytes)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("outbox message is too large"),
+				errdetail("Payload, key and headers take %lld bytes; inbox_outbox.max_message_bytes is %d.",
+						  (long long) size, inbox_outbox_max_message_bytes));
+
+	id = palloc(sizeof(pg_ulid));
+	ulid_generate(id);
+
+	SPI_connect();
+	if (insert_plan == NULL)
+	{
+		Oid			argtypes[5];
+		SPIPlanPtr	plan;
+
+		argtypes[0] = get_fn_expr_rettype(fcinfo->flinfo);	/* ulid */
+		argtypes[1] = TEXTOID;
+		argtypes[2] = TEXTOID;
+		argtypes[3] = BYTEAOID;
+		argtypes[4] = JSONBOID;
+		plan = SPI_prepare("INSERT INTO inbox_outbox.outbox (id, topic, key, payload, headers) "
+						   "VALUES ($1, $2, $3, $4, $5)",
+						   5, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+
+	values[0] = PointerGetDatum(id);
+	values[1] = PointerGetDatum(topic);
+	values[2] = PointerGetDatum(key);
+	values[3] = PointerGetDatum(payload);
+	values[4] = PointerGetDatum(headers);
+	nulls[0] = ' ';
+	nulls[1] = ' ';
+	nulls[2] = key ? ' ' : 'n';
+	nulls[3] = payload ? ' ' : 'n';
+	nulls[4] = headers ? ' ' : 'n';
+
+	ret = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not insert outbox row: %s", SPI_result_code_string(ret));
+	SPI_finish();
+
+	PG_RETURN_POINTER(id);
+}
+
+/*
+ * inbox_outbox.outbox_wakeup(): AFTER INSERT statement trigger on the
+ * outbox table.
+ */
+Datum
+outbox_wakeup(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				errmsg("outbox_wakeup() must be called as a trigger"));
+
+	register_xact_callback();
+	relay_wake_pending = true;
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * inbox_outbox.relay_launcher_wakeup(): called by the install and upgrade
+ * scripts so that, once CREATE EXTENSION commits, the launcher starts a
+ * relay for this database without a server restart.
+ */
+Datum
+relay_launcher_wakeup(PG_FUNCTION_ARGS)
+{
+	register_xact_callback();
+	launcher_wake_pending = true;
+	PG_RETURN_VOID();
+}

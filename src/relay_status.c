@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_status.c
+ *	  inbox_outbox.relay_worker(): what the current database's relay
+ *	  reports in shared memory.  The view inbox_outbox.relay_status adds
+ *	  what only the database knows (pending rows, dead letters).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "shared_state.h"
+
+PG_FUNCTION_INFO_V1(relay_worker);
+
+static const char *const state_names[] = {
+	[RELAY_STARTING] = "starting",
+	[RELAY_IDLE] = "idle",
+	[RELAY_PUBLISHING] = "publishing",
+	[RELAY_BACKING_OFF] = "backing off",
+	[RELAY_BROKER_UNREACHABLE] = "broker unreachable",
+	[RELAY_STOPPED] = "stopped",
+};
+
+Datum
+relay_worker(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[7];
+	bool		nulls[7];
+	RelaySlot	copy;
+	RelaySlot  *slot = NULL;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	memset(nulls, 0, sizeof(nulls));
+	memset(&copy, 0, sizeof(copy));
+	copy.state = RELAY_STOPPED;
+
+	if (inbox_outbox_shared != NULL)
+	{
+		LWLockAcquire(inbox_outbox_shared->lock, LW_SHARED);
+		slot = relay_slot_find(MyDatabaseId);
+		if (slot != NULL)
+			copy = *slot;
+		LWLockRelease(inbox_outbox_shared->lock);
+	}
+
+	if (copy.pid != 0)
+		values[0] = Int32GetDatum(copy.pid);
+	else
+		nulls[0] = true;
+	if (inbox_outbox_shared == NULL)
+		values[1] = CStringGetTextDatum("not preloaded");
+	else
+		values[1] = CStringGetTextDatum(copy.pid != 0 ? state_names[copy.state] : "stopped");
+	values[2] = Int64GetDatum((int64) copy.published);
+	values[3] = Int64GetDatum((int64) copy.failed);
+	values[4] = Int64GetDatum((int64) copy.dead_lettered);
+	if (copy.last_error[0] != '\0')
+	{
+		values[5] = CStringGetTextDatum(copy.last_error);
+		values[6] = TimestampTzGetDatum(copy.last_error_at);
+	}
+	else
+	{
+		nulls[5] = true;
+		nulls[6] = true;
+	}
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
