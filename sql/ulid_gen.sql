@@ -24,9 +24,13 @@ SELECT ulid_timestamp(gen_ulid('1970-01-01 00:00:00+00'));
 SELECT ulid_timestamp(gen_ulid('10889-08-02 05:31:50.655+00'));
 SELECT count(DISTINCT gen_ulid('2023-03-10 12:00:49.111+00')) FROM generate_series(1, 1000);
 SELECT gen_ulid('1969-12-31 23:59:59.999+00');
+\echo :LAST_ERROR_SQLSTATE
 SELECT gen_ulid('10889-08-02 05:31:50.656+00');
+\echo :LAST_ERROR_SQLSTATE
 SELECT gen_ulid('infinity');
+\echo :LAST_ERROR_SQLSTATE
 SELECT gen_ulid('-infinity');
+\echo :LAST_ERROR_SQLSTATE
 
 -- range bounds
 SELECT ulid_min('2023-03-10 12:00:49.111+00'), ulid_max('2023-03-10 12:00:49.111+00');
@@ -36,7 +40,9 @@ SELECT ulid_min('1999-12-31 23:59:59.9995+00');
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid
        BETWEEN ulid_min('2023-03-10 12:00:49.111+00') AND ulid_max('2023-03-10 12:00:49.111+00');
 SELECT ulid_min('1960-01-01+00');
+\echo :LAST_ERROR_SQLSTATE
 SELECT ulid_max('infinity');
+\echo :LAST_ERROR_SQLSTATE
 
 -- volatility and parallel labels
 SELECT p.oid::regprocedure, p.provolatile, p.proparallel, p.proisstrict
@@ -83,10 +89,13 @@ SELECT right(gen_ulid()::text, 16) AS random_part;
 
 -- the random part is exhausted within the millisecond
 SELECT gen_ulid();
+\echo :LAST_ERROR_SQLSTATE
 SELECT gen_ulid();
+\echo :LAST_ERROR_SQLSTATE
 -- also after the clock stepped back
 SELECT pg_temp.pin_clock(:t - 100);
 SELECT gen_ulid();
+\echo :LAST_ERROR_SQLSTATE
 
 -- a new millisecond recovers; the failed calls consumed nothing
 SELECT pg_temp.pin_clock(:t + 2);

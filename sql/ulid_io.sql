@@ -23,26 +23,39 @@ SELECT '01gv5pa9eqg7d82q3y4pkbzsyv'::ulid = '01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid;
 
 -- I, L, O and U are not Crockford digits, in either case
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYI'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYl'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYO'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYu'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSY-'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 
 -- lengths other than 26
 SELECT ''::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSY'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYV0'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 
 -- surrounding spaces are not trimmed
 SELECT ' 01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYV '::ulid;
+\echo :LAST_ERROR_SQLSTATE
 
 -- a first digit above 7 would need more than 128 bits
 SELECT '80000000000000000000000000'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 
 -- a multibyte character is rejected, not split
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSé'::ulid;
+\echo :LAST_ERROR_SQLSTATE
 
 -- NULLs pass through the type and the functions
 SELECT NULL::ulid, NULL::ulid::uuid, NULL::uuid::ulid;
@@ -62,7 +75,9 @@ WHERE (castsource, casttarget) IN (('ulid'::regtype, 'uuid'::regtype),
 ORDER BY castsource::regtype::text;
 CREATE TEMP TABLE uuids (u uuid);
 INSERT INTO uuids VALUES ('01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid);
+\echo :LAST_ERROR_SQLSTATE
 SELECT '01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid = '0186cb65-25d7-81da-815c-7e25a6bfe7db'::uuid;
+\echo :LAST_ERROR_SQLSTATE
 SELECT 'x' || '01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid;
 
 -- binary send/recv: COPY (FORMAT binary) round trip

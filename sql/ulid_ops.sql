@@ -71,6 +71,7 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 \set VERBOSITY terse
 INSERT INTO events SELECT id, -1 FROM events WHERE n = 5;
+\echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
 SELECT count(*) = 10000 AS all_ordered
 FROM (SELECT n, lag(n) OVER (ORDER BY id) AS prev FROM events) s

@@ -21,6 +21,7 @@ CREATE INDEX ON ioext_t USING hash (id);
 
 -- unqualified operators are not, as for any type
 SELECT count(*) FROM ioext_t WHERE id = id;
+\echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM ioext_t WHERE id OPERATOR(ioext.=) id;
 
 DROP TABLE ioext_t;

@@ -1,0 +1,75 @@
+# Helpers shared by the relay's TAP tests: a preloaded PostgreSQL node
+# pointed at a broker, and waits on the relay's progress.
+package InboxOutbox::Relay;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(relay_node wait_relay_running wait_outbox_empty relay_pid
+  outbox_events_by_key);
+
+# A started node with the library preloaded, the extension created and
+# the relay connected to $brokers.  Extra postgresql.conf lines in %opts{conf}.
+sub relay_node
+{
+	my ($name, $brokers, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'inbox_outbox'
+max_worker_processes = 16
+inbox_outbox.brokers = '$brokers'
+inbox_outbox.poll_interval = '1s'
+inbox_outbox.retry_backoff = '200ms'
+log_min_messages = info
+} . ($opts{conf} // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION inbox_outbox')
+	  unless $opts{no_extension};
+	wait_relay_running($node) unless $opts{no_extension};
+	return $node;
+}
+
+sub relay_pid
+{
+	my ($node, $db) = @_;
+	return $node->safe_psql($db // 'postgres',
+		'SELECT pid FROM inbox_outbox.relay_status');
+}
+
+# Wait until the relay of the database runs and reports a state.
+sub wait_relay_running
+{
+	my ($node, $db) = @_;
+	$node->poll_query_until($db // 'postgres',
+		"SELECT pid IS NOT NULL AND state <> 'starting' FROM inbox_outbox.relay_status")
+	  or die 'relay did not start';
+}
+
+sub wait_outbox_empty
+{
+	my ($node, $db, $what) = @_;
+	$node->poll_query_until($db // 'postgres',
+		'SELECT count(*) = 0 FROM inbox_outbox.outbox')
+	  or die 'outbox did not drain' . ($what ? " ($what)" : '');
+}
+
+# From consumed messages: { key => [ event_id, ... ] } in partition order,
+# with undef keys under ''.
+sub outbox_events_by_key
+{
+	my ($messages) = @_;
+	my %by_key;
+	for my $m (sort { $a->{partition} <=> $b->{partition} || $a->{offset} <=> $b->{offset} } @$messages)
+	{
+		push @{ $by_key{ $m->{key} // '' } }, $m->{headers}{event_id};
+	}
+	return \%by_key;
+}
+
+1;
