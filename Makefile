@@ -34,7 +34,6 @@ REGRESS_OPTS = \
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
-PROVE_FLAGS = -I $(srcdir)/test/perl
 
 # PostgreSQL's own headers are not -Wextra clean for unused parameters.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
@@ -47,6 +46,9 @@ EXTRA_CLEAN = tmp_check_regress $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc)
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after pgxs.mk, which resets it
+PROVE_FLAGS = -I $(srcdir)/test/perl
 
 all: $(RELAY_LIB)
 

@@ -761,8 +761,13 @@ inbox_outbox_relay_main(Datum main_arg)
 				continue;
 			}
 			relay_record(rows, n);
-			if (n == inbox_outbox_batch_size)
-				continue;		/* more may be waiting */
+
+			/*
+			 * Look again before sleeping: more rows may be waiting, and a
+			 * commit that set the latch during the round was consumed by
+			 * the round's own waits.
+			 */
+			continue;
 		}
 
 		relay_set_state(next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);

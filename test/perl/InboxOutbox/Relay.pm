@@ -11,7 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(relay_node wait_relay_running wait_outbox_empty relay_pid
-  outbox_events_by_key);
+  outbox_events_by_key kafka_partition);
 
 # A started node with the library preloaded, the extension created and
 # the relay connected to $brokers.  Extra postgresql.conf lines in %opts{conf}.
@@ -70,6 +70,46 @@ sub outbox_events_by_key
 		push @{ $by_key{ $m->{key} // '' } }, $m->{headers}{event_id};
 	}
 	return \%by_key;
+}
+
+# 32-bit multiply without losing bits to floating point.
+sub _mul32
+{
+	my ($a, $b) = @_;
+	return (($a * ($b & 0xffff)) + ((($a * ($b >> 16)) & 0xffff) << 16)) & 0xffffffff;
+}
+
+# The partition the Java client's default partitioner picks for a key:
+# murmur2 of the key bytes, made positive, modulo the partition count.
+sub kafka_partition
+{
+	my ($key, $partitions) = @_;
+	my @b = unpack('C*', $key);
+	my $len = scalar @b;
+	my $m = 0x5bd1e995;
+	my $h = (0x9747b28c ^ $len) & 0xffffffff;
+	my $i = 0;
+	for (; $i + 4 <= $len; $i += 4)
+	{
+		my $k = $b[$i] | ($b[ $i + 1 ] << 8) | ($b[ $i + 2 ] << 16) | ($b[ $i + 3 ] << 24);
+		$k = _mul32($k, $m);
+		$k ^= $k >> 24;
+		$k = _mul32($k, $m);
+		$h = _mul32($h, $m);
+		$h ^= $k;
+	}
+	my $rest = $len - $i;
+	$h ^= $b[ $i + 2 ] << 16 if $rest >= 3;
+	$h ^= $b[ $i + 1 ] << 8 if $rest >= 2;
+	if ($rest >= 1)
+	{
+		$h ^= $b[$i];
+		$h = _mul32($h, $m);
+	}
+	$h ^= $h >> 13;
+	$h = _mul32($h, $m);
+	$h ^= $h >> 15;
+	return ($h & 0x7fffffff) % $partitions;
 }
 
 1;
