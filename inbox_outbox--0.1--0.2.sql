@@ -177,3 +177,12 @@ CREATE FUNCTION inbox_outbox.relay_launcher_wakeup() RETURNS void
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 SELECT inbox_outbox.relay_launcher_wakeup();
+
+-- ... and stop it promptly once a DROP EXTENSION commits.
+CREATE FUNCTION inbox_outbox.relay_ddl_wakeup() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'relay_ddl_wakeup'
+	LANGUAGE C;
+
+CREATE EVENT TRIGGER inbox_outbox_drop_extension ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION')
+	EXECUTE FUNCTION inbox_outbox.relay_ddl_wakeup();

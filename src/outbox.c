@@ -23,6 +23,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -39,6 +40,7 @@ PG_FUNCTION_INFO_V1(outbox_valid_topic);
 PG_FUNCTION_INFO_V1(outbox_valid_headers);
 PG_FUNCTION_INFO_V1(outbox_wakeup);
 PG_FUNCTION_INFO_V1(relay_launcher_wakeup);
+PG_FUNCTION_INFO_V1(relay_ddl_wakeup);
 
 /* Kafka's own limit on topic names. */
 #define KAFKA_TOPIC_MAX_LEN 249
@@ -346,5 +348,24 @@ relay_launcher_wakeup(PG_FUNCTION_ARGS)
 {
 	register_xact_callback();
 	launcher_wake_pending = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * inbox_outbox.relay_ddl_wakeup(): event trigger at the start of DROP
+ * EXTENSION.  The relay of this database is woken once the drop commits,
+ * finds the extension gone and stops, instead of noticing only at its next
+ * fallback poll.
+ */
+Datum
+relay_ddl_wakeup(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				errmsg("relay_ddl_wakeup() must be called as an event trigger"));
+
+	register_xact_callback();
+	relay_wake_pending = true;
 	PG_RETURN_VOID();
 }

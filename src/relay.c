@@ -422,6 +422,14 @@ relay_fetch(RelayRow **rows_out, int64 *next_retry_ms, uint32 generation)
 	return n;
 }
 
+static bool
+producer_config_changed(void)
+{
+	return producer != NULL &&
+		(strcmp(producer_brokers, inbox_outbox_brokers) != 0 ||
+		 strcmp(producer_config, inbox_outbox_kafka_config) != 0);
+}
+
 /* Errors that a message suffers because another one failed or we purged. */
 static bool
 is_collateral(rd_kafka_resp_err_t err)
@@ -492,6 +500,23 @@ relay_produce(RelayRow *rows, int n)
 					errdetail("The producer is recreated; unacknowledged rows are sent again."));
 			relay_record_error(errbuf);
 			fatal = true;
+			break;
+		}
+
+		/*
+		 * New Kafka settings wait for the round to end, unless the round
+		 * cannot end because no broker answers: then it is abandoned, its
+		 * rows stay, and the next round uses the new settings.
+		 */
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (producer_config_changed() && kafka_brokers_down(producer))
+		{
+			ereport(LOG,
+					errmsg("inbox_outbox relay: Kafka configuration changed while no broker answers, abandoning the round"));
 			break;
 		}
 
@@ -648,19 +673,15 @@ relay_create_producer(void)
 }
 
 /*
- * Apply a configuration reload between rounds, when nothing is in flight:
- * a new broker list or producer configuration means a new producer.  Rows
- * are untouched, so nothing is lost or sent twice.
+ * A new broker list or producer configuration means a new producer.  It is
+ * made between rounds, when nothing is in flight, so no row is lost or sent
+ * twice; only a round stuck on unreachable brokers is abandoned for it (see
+ * relay_produce).
  */
 static void
-relay_reload(void)
+relay_reconnect_if_changed(void)
 {
-	ConfigReloadPending = false;
-	ProcessConfigFile(PGC_SIGHUP);
-
-	if (producer != NULL &&
-		(strcmp(producer_brokers, inbox_outbox_brokers) != 0 ||
-		 strcmp(producer_config, inbox_outbox_kafka_config) != 0))
+	if (producer_config_changed())
 	{
 		ereport(LOG,
 				errmsg("inbox_outbox relay: Kafka configuration changed, reconnecting"));
@@ -741,7 +762,11 @@ inbox_outbox_relay_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
-			relay_reload();
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		relay_reconnect_if_changed();
 		if (producer == NULL)
 			relay_create_producer();
 
