@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick start: installs what is missing, builds and installs inbox_outbox,
-# starts a throwaway PostgreSQL with the library preloaded, runs the demo in
-# scripts/demo.sql and stops the server again.  Safe to run repeatedly.
+# starts a throwaway PostgreSQL with the library preloaded and a local Kafka
+# broker, runs the demo in scripts/demo.sql, shows what reached Kafka, and
+# stops both again.  Safe to run repeatedly.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +18,24 @@ as_test_user bash -s "$work" <<'DEMO'
 set -euo pipefail
 work=$1
 . "$work/scripts/lib.sh"
-pg_throwaway_start "$work"
+
+log "starting a local Kafka broker (the first run fetches its jars from Maven Central)"
+"$work/test/kafka/kafka.sh" stop "$work/kafka" >/dev/null 2>&1 || true
+rm -rf "$work/kafka"
+brokers=$("$work/test/kafka/kafka.sh" start "$work/kafka" auto.create.topics.enable=false)
+"$work/test/kafka/kafka.sh" create-topic "$work/kafka" orders 3 >/dev/null
+stop_kafka() { "$work/test/kafka/kafka.sh" stop "$work/kafka" >/dev/null 2>&1 || true; }
+
+pg_throwaway_start "$work" "inbox_outbox.brokers = '$brokers'"
+trap 'pg_ctl -D "$PG_THROWAWAY_DATA" -m fast stop >/dev/null 2>&1 || true; stop_kafka' EXIT
+log "Kafka on $brokers"
+
 psql -X -v ON_ERROR_STOP=1 -f "$work/scripts/demo.sql"
+
+echo
+echo "== What Kafka received on topic orders (partition, key, event_id header, value):"
+kcat -C -b "$brokers" -t orders -o beginning -e -q \
+	-f '   partition %p  key %k  headers %h  value %s\n'
+echo
+echo "   Orders 2 and 4 rolled back: their events never left PostgreSQL."
 DEMO
