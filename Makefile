@@ -7,13 +7,14 @@
 # (see test/regress.conf) and then runs the TAP tests in test/t.
 
 EXTENSION = inbox_outbox
-EXTVERSION = 0.2
+EXTVERSION = 0.3
 
 # inbox_outbox.so: everything an application backend may load.
 MODULE_big = inbox_outbox
 OBJS = \
 	src/inbox_outbox.o \
 	src/launcher.o \
+	src/inbox.o \
 	src/outbox.o \
 	src/relay_status.o \
 	src/shared_state.o \
@@ -27,9 +28,14 @@ RELAY_OBJS = src/relay.o src/kafka.o
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish
+REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
+	--temp-config=$(srcdir)/test/regress.conf
+
+ISOLATION = inbox_claim
+ISOLATION_OPTS = \
+	--temp-instance=$(CURDIR)/tmp_check_isolation \
 	--temp-config=$(srcdir)/test/regress.conf
 
 TAP_TESTS = 1
@@ -41,7 +47,7 @@ ifdef WERROR
 PG_CFLAGS += -Werror
 endif
 
-EXTRA_CLEAN = tmp_check_regress $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc)
+EXTRA_CLEAN = tmp_check_regress tmp_check_isolation output_iso $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -23,10 +23,10 @@ as_test_user make -C "$work" -s installcheck WERROR=1 \
 
 if [ "$status" -ne 0 ]; then
 	log "tests failed (exit $status)"
-	for f in "$work/regression.diffs"; do
+	for f in "$work/regression.diffs" "$work/output_iso/regression.diffs"; do
 		[ -f "$f" ] && { log "$f"; cat "$f"; }
 	done
-	for f in "$work"/tmp_check_regress/log/*.log "$work"/tmp_check/log/*; do
+	for f in "$work"/tmp_check_regress/log/*.log "$work"/tmp_check_isolation/log/*.log "$work"/tmp_check/log/*; do
 		[ -f "$f" ] || continue
 		log "$f (last 200 lines)"
 		tail -n 200 "$f"

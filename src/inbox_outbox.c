@@ -36,6 +36,7 @@ int			inbox_outbox_max_attempts = 10;
 int			inbox_outbox_retry_backoff = 1000;
 int			inbox_outbox_max_message_bytes = 1000000;
 int			inbox_outbox_shutdown_timeout = 5000;
+int			inbox_outbox_inbox_retention = 7 * 24 * 3600;
 
 static void
 define_parameters(void)
@@ -122,6 +123,16 @@ define_parameters(void)
 							5000, 0, 600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("inbox_outbox.inbox_retention",
+							"How long inbox claims are kept; the relay deletes older ones.",
+							"A redelivery of an event whose claim was deleted is claimed again. "
+							"-1 keeps claims forever.",
+							&inbox_outbox_inbox_retention,
+							7 * 24 * 3600, -1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("inbox_outbox");

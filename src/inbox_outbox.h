@@ -22,6 +22,9 @@ extern PGDLLIMPORT int inbox_outbox_max_attempts;
 extern PGDLLIMPORT int inbox_outbox_retry_backoff;
 extern PGDLLIMPORT int inbox_outbox_max_message_bytes;
 extern PGDLLIMPORT int inbox_outbox_shutdown_timeout;
+extern PGDLLIMPORT int inbox_outbox_inbox_retention;
+
+extern int64 inbox_prune_batch(int64 retention_ms, int batch_size);
 
 extern void launcher_register(void);
 

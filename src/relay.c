@@ -88,6 +88,10 @@ PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
 #define RELAY_LOCK_KEY1		0x696F7278	/* "iorx" */
 #define RELAY_LOCK_KEY2		0
 
+/* Inbox pruning: claims per transaction, and how often to look. */
+#define PRUNE_BATCH				10000
+#define PRUNE_INTERVAL_MS		10000
+
 /* Longest wait between retries of a failed row. */
 #define RELAY_MAX_BACKOFF_MS	60000
 
@@ -690,6 +694,48 @@ relay_reconnect_if_changed(void)
 	}
 }
 
+/*
+ * Delete expired inbox claims in bounded batches, each in its own short
+ * transaction, so claims continue meanwhile.  Stops early when a commit
+ * wakes the relay: publishing comes first.
+ */
+static void
+relay_prune_inbox(void)
+{
+	static TimestampTz last_prune = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		retention_ms = (int64) inbox_outbox_inbox_retention * 1000;
+
+	if (inbox_outbox_inbox_retention < 0 ||
+		!TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS))
+		return;
+	last_prune = now;
+
+	for (;;)
+	{
+		int64		deleted;
+		Oid			inbox;
+
+		begin_work("inbox_outbox relay: pruning inbox");
+		inbox = get_relname_relid("inbox", get_namespace_oid("inbox_outbox", true));
+		if (!OidIsValid(inbox))
+		{
+			/* extension not yet updated to a version with an inbox */
+			end_work();
+			return;
+		}
+		deleted = inbox_prune_batch(retention_ms, PRUNE_BATCH);
+		end_work();
+
+		CHECK_FOR_INTERRUPTS();
+		if (deleted < PRUNE_BATCH || ShutdownRequestPending || ConfigReloadPending)
+			return;
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					  0, PG_WAIT_EXTENSION) & WL_LATCH_SET)
+			return;				/* a commit is waiting: keep the latch set */
+	}
+}
+
 static void
 relay_claim(void)
 {
@@ -796,6 +842,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		}
 
 		relay_set_state(next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
+		relay_prune_inbox();
 		timeout = inbox_outbox_poll_interval;
 		if (next_retry_ms >= 0 && next_retry_ms < timeout)
 			timeout = (long) next_retry_ms;

@@ -10,6 +10,7 @@
 #define INBOX_OUTBOX_SHARED_STATE_H
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -49,6 +50,17 @@ typedef struct RelaySlot
 	char		last_error[RELAY_ERROR_LEN];
 } RelaySlot;
 
+/* Inbox consumers whose absorbed duplicates are counted. */
+#define INBOX_MAX_CONSUMERS		256
+#define INBOX_CONSUMER_MAXLEN	63
+
+typedef struct InboxConsumerStats
+{
+	Oid			dbid;
+	char		consumer[INBOX_CONSUMER_MAXLEN + 1];
+	pg_atomic_uint64 duplicates;
+} InboxConsumerStats;
+
 typedef struct InboxOutboxShared
 {
 	UlidGeneratorState ulid;
@@ -58,6 +70,9 @@ typedef struct InboxOutboxShared
 	pid_t		launcher_pid;
 	uint32		extension_generation;	/* bumped at CREATE/ALTER EXTENSION */
 	RelaySlot	relays[RELAY_MAX_DATABASES];
+
+	int			nconsumers;		/* used entries of consumers[] */
+	InboxConsumerStats consumers[INBOX_MAX_CONSUMERS];
 } InboxOutboxShared;
 
 /* NULL unless the library was loaded through shared_preload_libraries. */

@@ -1,0 +1,95 @@
+--
+-- The inbox: inbox_try_claim(), retention, consumers view
+--
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
+
+-- the first claim wins, a duplicate is absorbed without an error
+SELECT inbox_try_claim('01GV5PA9EQG7D82Q3Y4PKBZSYV', 'billing');
+SELECT inbox_try_claim('01GV5PA9EQG7D82Q3Y4PKBZSYV', 'billing');
+-- other consumers claim independently; the default consumer is 'default'
+SELECT inbox_try_claim('01GV5PA9EQG7D82Q3Y4PKBZSYV', 'shipping');
+SELECT inbox_try_claim('01GV5PA9EQG7D82Q3Y4PKBZSYV');
+SELECT inbox_try_claim('01GV5PA9EQG7D82Q3Y4PKBZSYV', 'default');
+
+-- ulid and uuid ids are claimed under the ULID text, as the event_id header carries it
+SELECT inbox_try_claim('01GV5PA9EQG7D82Q3Y4PKBZSYV'::ulid, 'billing');
+SELECT inbox_try_claim('0186cb65-25d7-81da-815c-7e25a6bfe7db'::uuid, 'billing');
+SELECT inbox_try_claim('0186cb65-25d7-81da-815c-7e25a6bfe7dc'::uuid, 'billing');
+SELECT consumer, event_id FROM inbox_outbox.inbox ORDER BY consumer, event_id;
+
+-- text ids are compared exactly: any string names an event or a business fact
+SELECT inbox_try_claim('01gv5pa9eqg7d82q3y4pkbzsyv', 'billing');
+SELECT inbox_try_claim('like:user-7:product-42', 'likes');
+SELECT inbox_try_claim('like:user-7:product-42', 'likes');
+
+-- a rollback releases the claim
+BEGIN;
+SELECT inbox_try_claim('evt-rolled-back', 'billing');
+ROLLBACK;
+SELECT inbox_try_claim('evt-rolled-back', 'billing');
+
+-- claim and business change in one transaction: the change happens once
+CREATE TABLE likes (user_id int, product_id int, at timestamptz DEFAULT now());
+CREATE FUNCTION like_product(u int, p int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	IF NOT inbox_try_claim(format('like:%s:%s', u, p), 'likes') THEN
+		RETURN false;
+	END IF;
+	INSERT INTO likes (user_id, product_id) VALUES (u, p);
+	RETURN true;
+END $$;
+SELECT like_product(1, 10), like_product(1, 10), like_product(2, 10), like_product(1, 10);
+SELECT user_id, product_id FROM likes ORDER BY 1, 2;
+
+-- errors
+SELECT inbox_try_claim(NULL::text, 'billing');
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_try_claim(NULL::ulid, 'billing');
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_try_claim('', 'billing');
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_try_claim(repeat('x', 512), 'billing') AS longest_id_accepted;
+SELECT inbox_try_claim(repeat('x', 513), 'billing');
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_try_claim('evt-1', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_try_claim('evt-1', '');
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_try_claim('evt-1', repeat('c', 63)) AS longest_consumer_accepted;
+SELECT inbox_try_claim('evt-1', repeat('c', 64));
+\echo :LAST_ERROR_SQLSTATE
+
+-- the consumers view: claims held, oldest claim, duplicates absorbed
+SELECT consumer, claims, oldest_claim IS NOT NULL AS has_oldest, duplicates_absorbed
+FROM inbox_outbox.inbox_consumers
+WHERE consumer NOT LIKE 'ccc%'
+ORDER BY consumer;
+
+-- retention: claims older than it go, in batches; newer ones stay
+TRUNCATE inbox_outbox.inbox;
+INSERT INTO inbox_outbox.inbox (consumer, event_id, claimed_at)
+SELECT 'billing', 'old-' || g, now() - interval '8 days' - g * interval '1 second'
+FROM generate_series(1, 2500) g;
+INSERT INTO inbox_outbox.inbox (consumer, event_id, claimed_at)
+SELECT 'billing', 'new-' || g, now() - interval '6 days'
+FROM generate_series(1, 100) g;
+SELECT inbox_outbox.inbox_prune_once('7 days', 1000);
+SELECT count(*) FROM inbox_outbox.inbox;
+CALL inbox_prune(batch_size => 1000);
+SELECT count(*), min(event_id) FROM inbox_outbox.inbox;
+-- a claim older than the retention can be claimed again
+SELECT inbox_try_claim('old-1', 'billing');
+CALL inbox_prune('1 day');
+SELECT count(*) FROM inbox_outbox.inbox;
+SELECT inbox_outbox.inbox_prune_once('-1 day', 10);
+\echo :LAST_ERROR_SQLSTATE
+SELECT inbox_outbox.inbox_prune_once('1 day', 0);
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+CALL inbox_prune();
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+TRUNCATE inbox_outbox.inbox;
+DROP FUNCTION like_product(int, int);
+DROP TABLE likes;

@@ -1,0 +1,277 @@
+/*-------------------------------------------------------------------------
+ *
+ * inbox.c
+ *	  The inbox: inbox_try_claim() for idempotent consumers, pruning of old
+ *	  claims, and the per-consumer count of absorbed duplicates.
+ *
+ * A claim is a narrow row (consumer, event_id, claimed_at) whose primary key
+ * makes the first claim of an id win.  inbox_try_claim() is one INSERT ...
+ * ON CONFLICT DO NOTHING in the caller's transaction: it never raises on a
+ * duplicate, a rollback of the caller releases the claim, and a concurrent
+ * claim of the same id waits on the unique index for the first claimant's
+ * outcome.  So "claim, then apply the business change" in one transaction
+ * applies each event once, however often it is delivered.
+ *
+ * Absorbed duplicates are counted in shared memory per database and
+ * consumer (since server start); counting them in a table would make every
+ * duplicate a write.
+ *
+ * Old claims are deleted by the relay between rounds (inbox_prune_batch(),
+ * bounded batches in short transactions, found through a BRIN index on
+ * claimed_at), or by CALL inbox_prune() where no relay runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "inbox_outbox.h"
+#include "shared_state.h"
+#include "ulid.h"
+
+PG_FUNCTION_INFO_V1(inbox_try_claim);
+PG_FUNCTION_INFO_V1(inbox_try_claim_ulid);
+PG_FUNCTION_INFO_V1(inbox_prune_once);
+PG_FUNCTION_INFO_V1(inbox_duplicates);
+
+/* Longest event id accepted: far below the btree entry limit. */
+#define INBOX_EVENT_ID_MAXLEN	512
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr prune_plan = NULL;
+
+static void
+count_duplicate(const char *consumer, int len)
+{
+	InboxOutboxShared *shared = inbox_outbox_shared;
+	InboxConsumerStats *found = NULL;
+
+	if (shared == NULL)
+		return;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (int i = 0; i < shared->nconsumers; i++)
+	{
+		InboxConsumerStats *c = &shared->consumers[i];
+
+		if (c->dbid == MyDatabaseId && strncmp(c->consumer, consumer, len) == 0 &&
+			c->consumer[len] == '\0')
+		{
+			found = c;
+			break;
+		}
+	}
+	LWLockRelease(shared->lock);
+
+	if (found == NULL)
+	{
+		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < shared->nconsumers && found == NULL; i++)
+		{
+			InboxConsumerStats *c = &shared->consumers[i];
+
+			if (c->dbid == MyDatabaseId && strncmp(c->consumer, consumer, len) == 0 &&
+				c->consumer[len] == '\0')
+				found = c;
+		}
+		if (found == NULL && shared->nconsumers < INBOX_MAX_CONSUMERS)
+		{
+			found = &shared->consumers[shared->nconsumers];
+			found->dbid = MyDatabaseId;
+			memcpy(found->consumer, consumer, len);
+			found->consumer[len] = '\0';
+			pg_atomic_init_u64(&found->duplicates, 0);
+			shared->nconsumers++;
+		}
+		LWLockRelease(shared->lock);
+	}
+
+	if (found != NULL)
+		pg_atomic_fetch_add_u64(&found->duplicates, 1);
+}
+
+static bool
+claim(text *event_id, text *consumer)
+{
+	int			id_len;
+	int			consumer_len;
+	Datum		values[2];
+	bool		claimed;
+	int			ret;
+
+	if (event_id == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("event id must not be null"));
+	if (consumer == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("consumer must not be null"));
+
+	id_len = VARSIZE_ANY_EXHDR(event_id);
+	consumer_len = VARSIZE_ANY_EXHDR(consumer);
+	if (id_len == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("event id must not be empty"));
+	if (id_len > INBOX_EVENT_ID_MAXLEN)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("event id is too long"),
+				errdetail("An event id has at most %d bytes; this one has %d.",
+						  INBOX_EVENT_ID_MAXLEN, id_len));
+	if (consumer_len == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("consumer must not be empty"));
+	if (consumer_len > INBOX_CONSUMER_MAXLEN)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("consumer name is too long"),
+				errdetail("A consumer name has at most %d bytes; this one has %d.",
+						  INBOX_CONSUMER_MAXLEN, consumer_len));
+
+	SPI_connect();
+	if (claim_plan == NULL)
+	{
+		Oid			argtypes[2] = {TEXTOID, TEXTOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO inbox_outbox.inbox (consumer, event_id) "
+						   "VALUES ($1, $2) ON CONFLICT DO NOTHING",
+						   2, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		claim_plan = plan;
+	}
+
+	values[0] = PointerGetDatum(consumer);
+	values[1] = PointerGetDatum(event_id);
+	ret = SPI_execute_plan(claim_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not insert inbox claim: %s", SPI_result_code_string(ret));
+	claimed = (SPI_processed == 1);
+	SPI_finish();
+
+	if (!claimed)
+		count_duplicate(VARDATA_ANY(consumer), consumer_len);
+	return claimed;
+}
+
+/* inbox_try_claim(event_id text, consumer text) */
+Datum
+inbox_try_claim(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(claim(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+						 PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1)));
+}
+
+/*
+ * inbox_try_claim(event_id ulid, consumer text), also used for uuid: the id
+ * is claimed under its 26-character ULID text, the form of the event_id
+ * header, so a claim by value and a claim by header text are the same.
+ */
+Datum
+inbox_try_claim_ulid(PG_FUNCTION_ARGS)
+{
+	char		buf[ULID_TEXT_LEN + 1];
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(claim(NULL, NULL));
+	ulid_to_text(PG_GETARG_ULID_P(0), buf);
+	PG_RETURN_BOOL(claim(cstring_to_text(buf),
+						 PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1)));
+}
+
+/*
+ * Delete at most batch_size claims older than retention_ms.  Runs inside
+ * the caller's transaction.
+ */
+int64
+inbox_prune_batch(int64 retention_ms, int batch_size)
+{
+	Datum		values[2];
+	int			ret;
+	int64		deleted;
+
+	SPI_connect();
+	if (prune_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, INT4OID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("DELETE FROM inbox_outbox.inbox WHERE ctid = ANY (ARRAY("
+						   "  SELECT ctid FROM inbox_outbox.inbox"
+						   "   WHERE claimed_at < now() - $1 * interval '1 millisecond'"
+						   "   LIMIT $2))",
+						   2, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		prune_plan = plan;
+	}
+	values[0] = Int64GetDatum(retention_ms);
+	values[1] = Int32GetDatum(batch_size);
+	ret = SPI_execute_plan(prune_plan, values, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not prune the inbox: %s", SPI_result_code_string(ret));
+	deleted = SPI_processed;
+	SPI_finish();
+	return deleted;
+}
+
+/* inbox_outbox.inbox_prune_once(retention interval, batch_size int) */
+Datum
+inbox_prune_once(PG_FUNCTION_ARGS)
+{
+	Interval   *retention = PG_GETARG_INTERVAL_P(0);
+	int32		batch_size = PG_GETARG_INT32(1);
+	int64		ms;
+
+	if (batch_size < 1)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("batch size must be positive"));
+	ms = retention->time / 1000 +
+		((int64) retention->day + (int64) retention->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000;
+	if (ms < 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("retention must not be negative"));
+	PG_RETURN_INT64(inbox_prune_batch(ms, batch_size));
+}
+
+/* inbox_outbox.inbox_duplicates(): absorbed duplicates of this database */
+Datum
+inbox_duplicates(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (inbox_outbox_shared == NULL)
+		return (Datum) 0;
+
+	LWLockAcquire(inbox_outbox_shared->lock, LW_SHARED);
+	for (int i = 0; i < inbox_outbox_shared->nconsumers; i++)
+	{
+		InboxConsumerStats *c = &inbox_outbox_shared->consumers[i];
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		if (c->dbid != MyDatabaseId)
+			continue;
+		values[0] = CStringGetTextDatum(c->consumer);
+		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&c->duplicates));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(inbox_outbox_shared->lock);
+	return (Datum) 0;
+}
