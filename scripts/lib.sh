@@ -15,6 +15,9 @@ PACKAGES=(
 	libipc-run-perl
 	openjdk-17-jdk-headless
 	maven
+	python3
+	python3-psycopg2
+	python3-confluent-kafka
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
