@@ -38,4 +38,18 @@ kcat -C -b "$brokers" -t orders -o beginning -e -q \
 	-f '   partition %p  key %k  headers %h  value %s\n'
 echo
 echo "   Orders 2 and 4 rolled back: their events never left PostgreSQL."
+
+echo
+echo "== A consumer claims each event in its own transaction (examples/order_consumer.py)."
+echo "   First run: it applies 2 events and crashes before committing its Kafka offsets."
+consumer=(/usr/bin/python3 "$work/examples/order_consumer.py" --brokers "$brokers"
+	--dsn "host=$PGHOST port=$PGPORT dbname=postgres user=postgres" --topic orders --group billing)
+"${consumer[@]}" --crash-after 2 | sed 's/^/   /' || true
+echo "   Second run: Kafka redelivers those events; the inbox absorbs them."
+"${consumer[@]}" --idle-exit 3 | sed 's/^/   /'
+psql -X -f - <<'SQL'
+\pset footer off
+SELECT consumer, claims, duplicates_absorbed FROM inbox_outbox.inbox_consumers;
+SELECT order_key, total FROM order_totals ORDER BY order_key;
+SQL
 DEMO

@@ -25,7 +25,7 @@ ROLLBACK;
 BEGIN;
 WITH o AS (INSERT INTO orders (customer, total) VALUES ('cy', 30) RETURNING *)
 SELECT outbox_publish('orders', 'order-3', jsonb_build_object('event', 'OrderCreated', 'order', 3, 'total', total)) FROM o;
-SELECT outbox_publish('orders', 'order-1', '{"event": "OrderPaid", "order": 1}'::jsonb,
+SELECT outbox_publish('orders', 'order-1', '{"event": "OrderPaid", "order": 1, "amount": 10}'::jsonb,
                       '{"trace_id": "demo-42"}');
 COMMIT;
 BEGIN;
