@@ -272,14 +272,17 @@ prepare_plans(void)
 }
 
 /*
- * Is the extension (still) installed in this database?  If not, record why
- * the relay stops and exit; the launcher starts a relay again after the
- * next CREATE EXTENSION.  Runs inside a transaction.
+ * Is the extension (still) installed in this database, at a version with
+ * an outbox?  If not, record why the relay stops and exit; the launcher
+ * starts a relay again after the next CREATE or ALTER EXTENSION.  Runs
+ * inside a transaction.
  */
 static void
 exit_unless_extension(uint32 generation)
 {
-	if (OidIsValid(get_extension_oid("inbox_outbox", true)))
+	/* version 0.1 has no outbox: wait for ALTER EXTENSION ... UPDATE */
+	if (OidIsValid(get_extension_oid("inbox_outbox", true)) &&
+		OidIsValid(get_namespace_oid("inbox_outbox", true)))
 		return;
 
 	SPI_finish();
