@@ -27,10 +27,15 @@
  *	   on.
  *
  * A message that fails for good makes the producer fail fatally (gapless
- * delivery), which also fails every other message of the round; those
- * count as no attempt and are simply sent again.  The relay then recreates
- * the producer.  A crash between acknowledgement and delete sends the
- * acknowledged rows again; consumers deduplicate by the event_id header.
+ * delivery), which also fails every other message of the round with purge
+ * errors; those count as no attempt and are simply sent again.  The relay
+ * then recreates the producer.  A broker refuses a whole produce request at
+ * once, so messages batched with a bad one get its error too: every row
+ * that failed is therefore retried alone, in a round of its own (retry
+ * rounds alternate with ordinary ones), and only a failure of its own can
+ * send it to the dead-letter table.  A crash between acknowledgement and
+ * delete sends the acknowledged rows again; consumers deduplicate by the
+ * event_id header.
  *
  * States shown in inbox_outbox.relay_status: idle (nothing to send),
  * publishing (a round is under way), backing off (only rows waiting for a
@@ -109,7 +114,9 @@ typedef struct RelayRow
 	int			headers_len;
 	int64		created_ms;
 	int			attempts;
-	rd_kafka_resp_err_t local_err;	/* refused before it reached Kafka */
+	int64		size;			/* payload, key and headers */
+	bool		oversize;		/* above inbox_outbox.max_message_bytes */
+	rd_kafka_resp_err_t local_err;	/* librdkafka refused it for good */
 } RelayRow;
 
 static RelaySlot *my_slot = NULL;
@@ -429,6 +436,58 @@ relay_fetch(RelayRow **rows_out, int64 *next_retry_ms, uint32 generation)
 	return n;
 }
 
+/*
+ * Choose what the round sends from the fetched rows.  A row that failed
+ * before is retried alone, so that its outcome is its own: a failure in a
+ * shared produce request may have been another row's.  Retry rounds and
+ * ordinary rounds alternate, so many failing rows cannot starve the rest.
+ * Returns the number of rows; *rows is updated.
+ */
+static int
+relay_next_round(RelayRow **rows, int n, bool *isolated)
+{
+	static bool last_was_retry = false;
+	RelayRow   *all = *rows;
+	int			retry = -1;
+	int			kept = 0;
+
+	for (int i = 0; i < n && retry < 0; i++)
+	{
+		if (all[i].attempts > 0)
+			retry = i;
+	}
+
+	*isolated = false;
+	if (retry < 0)
+	{
+		last_was_retry = false;
+		return n;
+	}
+	if (!last_was_retry)
+	{
+		last_was_retry = true;
+		*isolated = true;
+		*rows = &all[retry];
+		return 1;
+	}
+
+	/* the previous round was a retry: now the rows that never failed */
+	last_was_retry = false;
+	for (int i = 0; i < n; i++)
+	{
+		if (all[i].attempts == 0)
+			all[kept++] = all[i];
+	}
+	if (kept == 0)
+	{
+		last_was_retry = true;
+		*isolated = true;
+		*rows = &all[retry];
+		return 1;
+	}
+	return kept;
+}
+
 static bool
 producer_config_changed(void)
 {
@@ -472,16 +531,30 @@ relay_produce(RelayRow *rows, int n)
 	for (int i = 0; i < n; i++)
 	{
 		RelayRow   *row = &rows[i];
-		int64		size = (int64) row->payload_len + row->key_len + row->headers_len;
+		rd_kafka_resp_err_t err;
 
-		if (size > inbox_outbox_max_message_bytes)
-			row->local_err = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
-		else
-			row->local_err = kafka_produce(producer, i, row->topic,
-										   row->key, row->key_len,
-										   row->payload, row->payload_len,
-										   row->headers, row->nheaders,
-										   row->created_ms);
+		row->size = (int64) row->payload_len + row->key_len + row->headers_len;
+		if (row->size > inbox_outbox_max_message_bytes)
+		{
+			row->oversize = true;
+			continue;
+		}
+		err = kafka_produce(producer, i, row->topic,
+							row->key, row->key_len,
+							row->payload, row->payload_len,
+							row->headers, row->nheaders,
+							row->created_ms);
+		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+			row->local_err = err;	/* above the producer's message.max.bytes */
+		else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			/*
+			 * Refused now but maybe not later (a topic the producer has
+			 * learnt does not exist may be created): an ordinary failure.
+			 */
+			results[i].done = true;
+			results[i].err = err;
+		}
 	}
 
 	while (kafka_outstanding(producer) > 0)
@@ -577,9 +650,14 @@ move_to_dead_letter(RelayRow *row, const char *reason, int increment)
 
 /*
  * Step 3: delete what Kafka acknowledged, record failures.
+ *
+ * A broker refuses a whole produce request at once, so a row that failed
+ * in a round with others may have failed for another row's sake.  Only a
+ * failure in an isolated round (the row alone) moves a row to the
+ * dead-letter table; see relay_next_round().
  */
 static void
-relay_record(RelayRow *rows, int n)
+relay_record(RelayRow *rows, int n, bool isolated)
 {
 	Datum	   *acked = palloc(sizeof(Datum) * Max(n, 1));
 	int			nacked = 0;
@@ -589,7 +667,7 @@ relay_record(RelayRow *rows, int n)
 
 	for (int i = 0; i < n; i++)
 	{
-		if (rows[i].local_err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		if (!rows[i].oversize && rows[i].local_err == RD_KAFKA_RESP_ERR_NO_ERROR &&
 			results[i].done && results[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			acked[nacked++] = PointerGetDatum(&rows[i].id);
 	}
@@ -614,13 +692,16 @@ relay_record(RelayRow *rows, int n)
 		rd_kafka_resp_err_t err;
 		char	   *reason;
 
-		if (row->local_err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		if (row->oversize || row->local_err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
-			/* refused before reaching Kafka: final */
-			reason = psprintf("%s: %s%s", rd_kafka_err2name(row->local_err),
-							  rd_kafka_err2str(row->local_err),
-							  row->local_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ?
-							  " (above inbox_outbox.max_message_bytes or the producer's message.max.bytes)" : "");
+			/* too large to ever be sent: final */
+			if (row->oversize)
+				reason = psprintf("message of %lld bytes is larger than inbox_outbox.max_message_bytes (%d)",
+								  (long long) row->size, inbox_outbox_max_message_bytes);
+			else
+				reason = psprintf("%s: %s (above the producer's message.max.bytes)",
+								  rd_kafka_err2name(row->local_err),
+								  rd_kafka_err2str(row->local_err));
 			move_to_dead_letter(row, reason, 1);
 			nfailed++;
 			ndead++;
@@ -637,7 +718,7 @@ relay_record(RelayRow *rows, int n)
 		reason = psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));
 		nfailed++;
 		last_failure = reason;
-		if (row->attempts + 1 >= inbox_outbox_max_attempts)
+		if (isolated && row->attempts + 1 >= inbox_outbox_max_attempts)
 		{
 			move_to_dead_letter(row, reason, 1);
 			ndead++;
@@ -827,14 +908,17 @@ inbox_outbox_relay_main(Datum main_arg)
 		n = relay_fetch(&rows, &next_retry_ms, generation);
 		if (n > 0)
 		{
+			bool		isolated;
+
+			n = relay_next_round(&rows, n, &isolated);
 			if (!relay_produce(rows, n))
 			{
-				relay_record(rows, n);
+				relay_record(rows, n, isolated);
 				kafka_producer_destroy(producer, 1000);
 				producer = NULL;
 				continue;
 			}
-			relay_record(rows, n);
+			relay_record(rows, n, isolated);
 
 			/*
 			 * Look again before sleeping: more rows may be waiting, and a
