@@ -239,14 +239,17 @@ outbox_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* Ask for the relay and/or the launcher to be woken at commit. */
 static void
-register_xact_callback(void)
+wake_at_commit(bool relay, bool launcher)
 {
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(outbox_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
+	relay_wake_pending |= relay;
+	launcher_wake_pending |= launcher;
 }
 
 /*
@@ -333,8 +336,7 @@ outbox_wakeup(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("outbox_wakeup() must be called as a trigger"));
 
-	register_xact_callback();
-	relay_wake_pending = true;
+	wake_at_commit(true, false);
 	return PointerGetDatum(NULL);
 }
 
@@ -346,8 +348,7 @@ outbox_wakeup(PG_FUNCTION_ARGS)
 Datum
 relay_launcher_wakeup(PG_FUNCTION_ARGS)
 {
-	register_xact_callback();
-	launcher_wake_pending = true;
+	wake_at_commit(false, true);
 	PG_RETURN_VOID();
 }
 
@@ -365,7 +366,6 @@ relay_ddl_wakeup(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("relay_ddl_wakeup() must be called as an event trigger"));
 
-	register_xact_callback();
-	relay_wake_pending = true;
+	wake_at_commit(true, false);
 	PG_RETURN_VOID();
 }
