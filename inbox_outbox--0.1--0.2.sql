@@ -37,6 +37,14 @@ CREATE TABLE inbox_outbox.outbox (
 COMMENT ON TABLE inbox_outbox.outbox IS
 	'events waiting to be published to Kafka; a row is deleted once Kafka acknowledged it';
 
+-- The relay deletes from the low end of the primary key and reads from there
+-- again: vacuum soon, so that its reads do not walk dead index entries.
+ALTER TABLE inbox_outbox.outbox SET (
+	autovacuum_vacuum_scale_factor = 0.0,
+	autovacuum_vacuum_threshold = 20000,
+	autovacuum_vacuum_cost_delay = 0
+);
+
 -- Failed rows, for holding back later rows of their key.
 CREATE INDEX outbox_retry ON inbox_outbox.outbox (topic, key, id)
 	INCLUDE (next_attempt_at) WHERE attempts > 0;

@@ -30,7 +30,7 @@ void		_PG_init(void);
 char	   *inbox_outbox_brokers = NULL;
 char	   *inbox_outbox_kafka_config = NULL;
 char	   *inbox_outbox_databases = NULL;
-int			inbox_outbox_batch_size = 1000;
+int			inbox_outbox_batch_size = 5000;
 int			inbox_outbox_poll_interval = 5000;
 int			inbox_outbox_max_attempts = 10;
 int			inbox_outbox_retry_backoff = 1000;
@@ -72,9 +72,9 @@ define_parameters(void)
 
 	DefineCustomIntVariable("inbox_outbox.batch_size",
 							"Most outbox rows the relay reads and produces in one round.",
-							NULL,
+							"A round also stops at 64 MB of payload, key and headers.",
 							&inbox_outbox_batch_size,
-							1000, 1, 100000,
+							5000, 1, 100000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

@@ -233,7 +233,7 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 
 	/* tunable defaults, which inbox_outbox.kafka_config may change */
 	set_property(conf, "client.id", client_id);
-	set_property(conf, "linger.ms", "1");
+	set_property(conf, "linger.ms", "0");
 	set_property(conf, "queue.buffering.max.kbytes", "131072");
 	set_property(conf, "topic.metadata.propagation.max.ms", "2000");
 	set_property(conf, "socket.keepalive.enable", "true");

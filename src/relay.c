@@ -97,6 +97,9 @@ PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
 #define PRUNE_BATCH				10000
 #define PRUNE_INTERVAL_MS		10000
 
+/* Most payload, key and header bytes one round reads and produces. */
+#define RELAY_ROUND_BYTES		(64 * 1024 * 1024)
+
 /* Longest wait between retries of a failed row. */
 #define RELAY_MAX_BACKOFF_MS	60000
 
@@ -375,50 +378,63 @@ relay_fetch(RelayRow **rows_out, int64 *next_retry_ms, uint32 generation)
 {
 	int			batch = inbox_outbox_batch_size;
 	Datum		arg = Int32GetDatum(batch);
-	int			ret;
-	int			n;
+	int			n = 0;
+	int64		bytes = 0;
 	RelayRow   *rows;
+	Portal		portal;
 	MemoryContext old;
 
 	begin_work("inbox_outbox relay: reading outbox");
 	exit_unless_extension(generation);
 	prepare_plans();
 
-	ret = SPI_execute_plan(fetch_plan, &arg, NULL, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read the outbox: %s", SPI_result_code_string(ret));
-
-	n = SPI_processed;
 	old = MemoryContextSwitchTo(round_context);
-	rows = palloc0(sizeof(RelayRow) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		RelayRow   *row = &rows[i];
-		bool		isnull;
-		Datum		d;
-
-		memcpy(&row->id, DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
-			   sizeof(pg_ulid));
-		ulid_to_text(&row->id, row->id_text);
-		row->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		if (!isnull)
-			row->key = copy_bytes(d, &row->key_len);
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		if (!isnull)
-			row->payload = copy_bytes(d, &row->payload_len);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		copy_headers(row, d, isnull);
-		row->created_ms = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
-		row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-	}
+	rows = palloc0(sizeof(RelayRow) * batch);
 	MemoryContextSwitchTo(old);
 
-	*next_retry_ms = -1;
-	if (n < batch)
+	/* read in chunks, so that a batch of large rows stops at the byte cap */
+	portal = SPI_cursor_open(NULL, fetch_plan, &arg, NULL, true);
+	while (n < batch && bytes < RELAY_ROUND_BYTES)
 	{
+		SPI_cursor_fetch(portal, true, Min(256, batch - n));
+		if (SPI_processed == 0)
+			break;
+
+		old = MemoryContextSwitchTo(round_context);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			RelayRow   *row = &rows[n++];
+			bool		isnull;
+			Datum		d;
+
+			memcpy(&row->id, DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
+				   sizeof(pg_ulid));
+			ulid_to_text(&row->id, row->id_text);
+			row->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+			d = SPI_getbinval(tup, desc, 3, &isnull);
+			if (!isnull)
+				row->key = copy_bytes(d, &row->key_len);
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			if (!isnull)
+				row->payload = copy_bytes(d, &row->payload_len);
+			d = SPI_getbinval(tup, desc, 5, &isnull);
+			copy_headers(row, d, isnull);
+			row->created_ms = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+			row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+			bytes += row->payload_len + row->key_len + row->headers_len;
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	*next_retry_ms = -1;
+	if (n < batch && bytes < RELAY_ROUND_BYTES)
+	{
+		int			ret;
+
 		ret = SPI_execute_plan(next_retry_plan, NULL, NULL, true, 1);
 		if (ret == SPI_OK_SELECT && SPI_processed == 1)
 		{

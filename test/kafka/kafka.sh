@@ -92,6 +92,13 @@ broker_pid() {
 	echo "$pid"
 }
 
+# Whether process $1 runs (a zombie does not).  Unlike broker_pid, true
+# also in the instant between fork and exec of the JVM.
+alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [[ $state != Z ]]
+}
+
 ports() {
 	[[ -s $1/ports ]] || die "no broker was started in $1"
 	read -r port cport <"$1/ports"
@@ -237,8 +244,7 @@ start() {
 		# A watchdog, so that a test killed before it could stop its broker
 		# leaves no JVM behind.
 		(
-			while kill -0 "$KAFKA_OWNER_PID" 2>/dev/null &&
-				[[ $(broker_pid "$dir") == "$pid" ]]; do
+			while kill -0 "$KAFKA_OWNER_PID" 2>/dev/null && alive "$pid"; do
 				sleep 1
 			done
 			if [[ $(broker_pid "$dir") == "$pid" ]]; then
@@ -260,7 +266,7 @@ start() {
 			broker_pid "$dir" >/dev/null; then
 			break
 		fi
-		if ! broker_pid "$dir" >/dev/null; then
+		if ! alive "$pid"; then
 			log_tail "$dir"
 			die "broker in $dir exited during startup"
 		fi
