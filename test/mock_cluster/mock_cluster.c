@@ -23,7 +23,10 @@
  * markers and Fetch reports no aborted transactions, so read_committed
  * visibility cannot be shown here; producer sequence numbers are checked
  * only for transactional producers, so a retry by a merely idempotent
- * producer is appended again rather than deduplicated; the replication
+ * producer is appended again rather than deduplicated, and a request
+ * appended after an earlier one of the same partition was refused leads
+ * librdkafka to take the refused messages as persisted (run the client with
+ * one request in flight to avoid that); the replication
  * factor given for a topic is ignored and each partition's leader is chosen
  * at random (use "leader" to pin it).  Tests of those behaviours need the
  * real broker.
