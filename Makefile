@@ -18,6 +18,7 @@ OBJS = \
 	src/outbox.o \
 	src/relay_status.o \
 	src/shared_state.o \
+	src/spi_plan.o \
 	src/ulid.o
 
 # inbox_outbox_relay.so: the relay worker, the only code linked with

@@ -74,17 +74,27 @@ FROM generate_series(1, 2500) g;
 INSERT INTO inbox_outbox.inbox (consumer, event_id, claimed_at)
 SELECT 'billing', 'new-' || g, now() - interval '6 days'
 FROM generate_series(1, 100) g;
-SELECT inbox_outbox.inbox_prune_once('7 days', 1000);
+CREATE TEMP TABLE batch1 AS
+	SELECT * FROM inbox_outbox.inbox_prune_once('7 days', 1000, '-infinity');
+SELECT deleted FROM batch1;
+-- oldest first: nothing at or before the batch's newest is left
+SELECT count(*) FROM inbox_outbox.inbox WHERE claimed_at <= (SELECT newest FROM batch1);
+-- the next batch starts there
+SELECT p.deleted, p.newest > b.newest AS later
+FROM batch1 b, inbox_outbox.inbox_prune_once('7 days', 1000, b.newest) p;
 SELECT count(*) FROM inbox_outbox.inbox;
+-- a batch that starts after every expired claim deletes nothing
+SELECT deleted, newest = now() - interval '7 days' AS unchanged
+FROM inbox_outbox.inbox_prune_once('7 days', 1000, now() - interval '7 days');
 CALL inbox_prune(batch_size => 1000);
 SELECT count(*), min(event_id) FROM inbox_outbox.inbox;
 -- a claim older than the retention can be claimed again
 SELECT inbox_try_claim('old-1', 'billing');
 CALL inbox_prune('1 day');
 SELECT count(*) FROM inbox_outbox.inbox;
-SELECT inbox_outbox.inbox_prune_once('-1 day', 10);
+SELECT inbox_outbox.inbox_prune_once('-1 day', 10, '-infinity');
 \echo :LAST_ERROR_SQLSTATE
-SELECT inbox_outbox.inbox_prune_once('1 day', 0);
+SELECT inbox_outbox.inbox_prune_once('1 day', 0, '-infinity');
 \echo :LAST_ERROR_SQLSTATE
 BEGIN;
 CALL inbox_prune();

@@ -17,8 +17,9 @@
  * duplicate a write.
  *
  * Old claims are deleted by the relay between rounds (inbox_prune_batch(),
- * bounded batches in short transactions, found through a BRIN index on
- * claimed_at), or by CALL inbox_prune() where no relay runs.
+ * bounded batches in short transactions, oldest first through the btree on
+ * claimed_at, each batch starting where the last one ended), or by CALL
+ * inbox_prune() where no relay runs.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,10 +31,12 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "inbox_outbox.h"
 #include "shared_state.h"
+#include "spi_plan.h"
 #include "ulid.h"
 
 PG_FUNCTION_INFO_V1(inbox_try_claim);
@@ -142,20 +145,24 @@ claim(text *event_id, text *consumer)
 	if (claim_plan == NULL)
 	{
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("INSERT INTO inbox_outbox.inbox (consumer, event_id) "
-						   "VALUES ($1, $2) ON CONFLICT DO NOTHING",
-						   2, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		claim_plan = plan;
+		claim_plan = spi_prepare_kept("INSERT INTO inbox_outbox.inbox (consumer, event_id) "
+									  "VALUES ($1, $2) ON CONFLICT DO NOTHING",
+									  2, argtypes);
 	}
 
 	values[0] = PointerGetDatum(consumer);
 	values[1] = PointerGetDatum(event_id);
-	ret = SPI_execute_plan(claim_plan, values, NULL, false, 0);
+
+	/*
+	 * Run under the calling statement's snapshot instead of taking a new
+	 * one: ON CONFLICT decides by the unique index, not by a snapshot, and
+	 * under REPEATABLE READ or SERIALIZABLE the statement's snapshot is the
+	 * transaction's anyway.
+	 */
+	ret = SPI_execute_snapshot(claim_plan, values, NULL,
+							   ActiveSnapshotSet() ? GetActiveSnapshot() : InvalidSnapshot,
+							   InvalidSnapshot, false, true, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert inbox claim: %s", SPI_result_code_string(ret));
 	claimed = (SPI_processed == 1);
@@ -192,50 +199,77 @@ inbox_try_claim_ulid(PG_FUNCTION_ARGS)
 }
 
 /*
- * Delete at most batch_size claims older than retention_ms.  Runs inside
- * the caller's transaction.
+ * Delete at most batch_size claims older than retention_ms, oldest first,
+ * among those claimed at or after *from; set *from to the claimed_at of the
+ * newest claim deleted (unchanged when none was).  Returns the number
+ * deleted.  Runs inside the caller's transaction.
+ *
+ * The rows are found through the btree on claimed_at.  Deleted rows keep
+ * their index entries until vacuum, so a scan that began at the low end of
+ * the index every time would walk past all the rows deleted so far, and a
+ * long prune would slow down batch by batch; starting at *from makes each
+ * batch cost the same.  *from is inclusive because several claims can share
+ * a timestamp.
  */
 int64
-inbox_prune_batch(int64 retention_ms, int batch_size)
+inbox_prune_batch(int64 retention_ms, int batch_size, TimestampTz *from)
 {
-	Datum		values[2];
+	Datum		values[3];
 	int			ret;
 	int64		deleted;
+	bool		isnull;
+	Datum		newest;
 
 	SPI_connect();
 	if (prune_plan == NULL)
 	{
-		Oid			argtypes[2] = {INT8OID, INT4OID};
-		SPIPlanPtr	plan;
+		Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
 
-		plan = SPI_prepare("DELETE FROM inbox_outbox.inbox WHERE ctid = ANY (ARRAY("
-						   "  SELECT ctid FROM inbox_outbox.inbox"
-						   "   WHERE claimed_at < now() - $1 * interval '1 millisecond'"
-						   "   LIMIT $2))",
-						   2, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		prune_plan = plan;
+		prune_plan = spi_prepare_kept("WITH gone AS ("
+									  " DELETE FROM inbox_outbox.inbox WHERE ctid = ANY (ARRAY("
+									  "  SELECT ctid FROM inbox_outbox.inbox"
+									  "   WHERE claimed_at >= $3"
+									  "     AND claimed_at < now() - $1 * interval '1 millisecond'"
+									  "   ORDER BY claimed_at LIMIT $2))"
+									  " RETURNING claimed_at)"
+									  "SELECT count(*), max(claimed_at) FROM gone",
+									  3, argtypes);
 	}
 	values[0] = Int64GetDatum(retention_ms);
 	values[1] = Int32GetDatum(batch_size);
-	ret = SPI_execute_plan(prune_plan, values, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
+	values[2] = TimestampTzGetDatum(*from);
+	ret = SPI_execute_plan(prune_plan, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not prune the inbox: %s", SPI_result_code_string(ret));
-	deleted = SPI_processed;
+	deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	newest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		*from = DatumGetTimestampTz(newest);
 	SPI_finish();
 	return deleted;
 }
 
-/* inbox_outbox.inbox_prune_once(retention interval, batch_size int) */
+/*
+ * inbox_outbox.inbox_prune_once(retention interval, batch_size int,
+ *								  from timestamptz,
+ *								  OUT deleted bigint, OUT newest timestamptz)
+ *
+ * One batch of inbox_prune(); "newest" is where the next batch starts.
+ */
 Datum
 inbox_prune_once(PG_FUNCTION_ARGS)
 {
 	Interval   *retention = PG_GETARG_INTERVAL_P(0);
 	int32		batch_size = PG_GETARG_INT32(1);
+	TimestampTz from = PG_GETARG_TIMESTAMPTZ(2);
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
 	int64		ms;
 
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
 	if (batch_size < 1)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -246,7 +280,10 @@ inbox_prune_once(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("retention must not be negative"));
-	PG_RETURN_INT64(inbox_prune_batch(ms, batch_size));
+	values[0] = Int64GetDatum(inbox_prune_batch(ms, batch_size, &from));
+	values[1] = TimestampTzGetDatum(from);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
 }
 
 /* inbox_outbox.inbox_duplicates(): absorbed duplicates of this database */

@@ -13,6 +13,8 @@
 #ifndef INBOX_OUTBOX_H
 #define INBOX_OUTBOX_H
 
+#include "datatype/timestamp.h"
+
 extern PGDLLIMPORT char *inbox_outbox_brokers;
 extern PGDLLIMPORT char *inbox_outbox_kafka_config;
 extern PGDLLIMPORT char *inbox_outbox_databases;
@@ -24,7 +26,8 @@ extern PGDLLIMPORT int inbox_outbox_max_message_bytes;
 extern PGDLLIMPORT int inbox_outbox_shutdown_timeout;
 extern PGDLLIMPORT int inbox_outbox_inbox_retention;
 
-extern int64 inbox_prune_batch(int64 retention_ms, int batch_size);
+extern int64 inbox_prune_batch(int64 retention_ms, int batch_size,
+								TimestampTz *from);
 
 extern void launcher_register(void);
 

@@ -30,9 +30,11 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 
 #include "inbox_outbox.h"
 #include "shared_state.h"
+#include "spi_plan.h"
 #include "ulid.h"
 
 PG_FUNCTION_INFO_V1(outbox_publish);
@@ -289,20 +291,15 @@ outbox_publish(PG_FUNCTION_ARGS)
 	if (insert_plan == NULL)
 	{
 		Oid			argtypes[5];
-		SPIPlanPtr	plan;
 
 		argtypes[0] = get_fn_expr_rettype(fcinfo->flinfo);	/* ulid */
 		argtypes[1] = TEXTOID;
 		argtypes[2] = TEXTOID;
 		argtypes[3] = BYTEAOID;
 		argtypes[4] = JSONBOID;
-		plan = SPI_prepare("INSERT INTO inbox_outbox.outbox (id, topic, key, payload, headers) "
-						   "VALUES ($1, $2, $3, $4, $5)",
-						   5, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
+		insert_plan = spi_prepare_kept("INSERT INTO inbox_outbox.outbox (id, topic, key, payload, headers) "
+									   "VALUES ($1, $2, $3, $4, $5)",
+									   5, argtypes);
 	}
 
 	values[0] = PointerGetDatum(id);
@@ -316,7 +313,13 @@ outbox_publish(PG_FUNCTION_ARGS)
 	nulls[3] = payload ? ' ' : 'n';
 	nulls[4] = headers ? ' ' : 'n';
 
-	ret = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	/*
+	 * Run under the calling statement's snapshot instead of taking a new
+	 * one: the INSERT reads nothing a snapshot would decide.
+	 */
+	ret = SPI_execute_snapshot(insert_plan, values, nulls,
+							   ActiveSnapshotSet() ? GetActiveSnapshot() : InvalidSnapshot,
+							   InvalidSnapshot, false, true, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert outbox row: %s", SPI_result_code_string(ret));
 	SPI_finish();

@@ -62,6 +62,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "portability/instr_time.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
@@ -83,6 +84,7 @@
 #include "inbox_outbox.h"
 #include "kafka.h"
 #include "shared_state.h"
+#include "spi_plan.h"
 #include "ulid.h"
 
 PG_MODULE_MAGIC;
@@ -198,18 +200,6 @@ end_work(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /*
  * Prepare the relay's statements.  Runs inside a transaction, once the
  * extension is known to exist.
@@ -241,7 +231,7 @@ prepare_plans(void)
 	SetConfigOption("search_path", path, PGC_USERSET, PGC_S_SESSION);
 
 	argtypes[0] = INT4OID;
-	fetch_plan = prepare(
+	fetch_plan = spi_prepare_kept(
 		"SELECT o.id, o.topic, o.key, o.payload, o.headers,"
 		"       (extract(epoch FROM o.created_at) * 1000)::int8, o.attempts"
 		"  FROM inbox_outbox.outbox o"
@@ -252,27 +242,27 @@ prepare_plans(void)
 		" ORDER BY o.id LIMIT $1",
 		1, argtypes);
 
-	next_retry_plan = prepare(
+	next_retry_plan = spi_prepare_kept(
 		"SELECT (extract(epoch FROM min(next_attempt_at) - now()) * 1000)::int8"
 		"  FROM inbox_outbox.outbox WHERE attempts > 0",
 		0, NULL);
 
 	argtypes[0] = ulid_array;
-	delete_plan = prepare(
+	delete_plan = spi_prepare_kept(
 		"DELETE FROM inbox_outbox.outbox WHERE id = ANY($1)",
 		1, argtypes);
 
 	argtypes[0] = ulid_type;
 	argtypes[1] = TEXTOID;
 	argtypes[2] = INT4OID;
-	fail_plan = prepare(
+	fail_plan = spi_prepare_kept(
 		"UPDATE inbox_outbox.outbox"
 		"   SET attempts = attempts + 1, last_error = $2,"
 		"       next_attempt_at = now() + $3 * interval '1 millisecond'"
 		" WHERE id = $1 RETURNING attempts",
 		3, argtypes);
 
-	dead_letter_plan = prepare(
+	dead_letter_plan = spi_prepare_kept(
 		"WITH moved AS (DELETE FROM inbox_outbox.outbox WHERE id = $1 RETURNING *)"
 		" INSERT INTO inbox_outbox.outbox_dead_letter"
 		"   (id, topic, key, payload, headers, created_at, attempts, last_error)"
@@ -796,42 +786,75 @@ relay_reconnect_if_changed(void)
 
 /*
  * Delete expired inbox claims in bounded batches, each in its own short
- * transaction, so claims continue meanwhile.  Stops early when a commit
- * wakes the relay: publishing comes first.
+ * transaction, so claims continue meanwhile.
+ *
+ * A pass starts every PRUNE_INTERVAL_MS and goes through the expired claims
+ * oldest first, each batch starting where the last one ended.  After each
+ * batch the relay rests twice as long as the batch took, so pruning takes
+ * at most about a third of one core, and writes WAL (full-page images,
+ * mostly, of the pages it empties) at a third of the rate it could, however
+ * much has expired: the claims' commits wait for that WAL too.  A commit that wakes the
+ * relay interrupts the pass (publishing comes first); the pass goes on
+ * after the next round rather than at the next interval, so a busy outbox
+ * cannot starve retention.
  */
 static void
 relay_prune_inbox(void)
 {
-	static TimestampTz last_prune = 0;
-	TimestampTz now = GetCurrentTimestamp();
+	static TimestampTz last_pass = 0;
+	static bool pass_open = false;
+	static TimestampTz from;
 	int64		retention_ms = (int64) inbox_outbox_inbox_retention * 1000;
 
-	if (inbox_outbox_inbox_retention < 0 ||
-		!TimestampDifferenceExceeds(last_prune, now, PRUNE_INTERVAL_MS))
+	if (inbox_outbox_inbox_retention < 0)
+	{
+		pass_open = false;
 		return;
-	last_prune = now;
+	}
+	if (!pass_open)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (!TimestampDifferenceExceeds(last_pass, now, PRUNE_INTERVAL_MS))
+			return;
+		last_pass = now;
+		pass_open = true;
+		TIMESTAMP_NOBEGIN(from);
+	}
 
 	for (;;)
 	{
 		int64		deleted;
 		Oid			inbox;
+		instr_time	started;
+		instr_time	took;
 
+		INSTR_TIME_SET_CURRENT(started);
 		begin_work("inbox_outbox relay: pruning inbox");
 		inbox = get_relname_relid("inbox", get_namespace_oid("inbox_outbox", true));
 		if (!OidIsValid(inbox))
 		{
 			/* extension not yet updated to a version with an inbox */
 			end_work();
+			pass_open = false;
 			return;
 		}
-		deleted = inbox_prune_batch(retention_ms, PRUNE_BATCH);
+		deleted = inbox_prune_batch(retention_ms, PRUNE_BATCH, &from);
 		end_work();
+		INSTR_TIME_SET_CURRENT(took);
+		INSTR_TIME_SUBTRACT(took, started);
 
+		if (deleted < PRUNE_BATCH)
+		{
+			pass_open = false;
+			return;
+		}
 		CHECK_FOR_INTERRUPTS();
-		if (deleted < PRUNE_BATCH || ShutdownRequestPending || ConfigReloadPending)
+		if (ShutdownRequestPending || ConfigReloadPending)
 			return;
 		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					  0, PG_WAIT_EXTENSION) & WL_LATCH_SET)
+					  Max(1, (long) (2 * INSTR_TIME_GET_MILLISEC(took))),
+					  PG_WAIT_EXTENSION) & WL_LATCH_SET)
 			return;				/* a commit is waiting: keep the latch set */
 	}
 }
@@ -935,6 +958,9 @@ inbox_outbox_relay_main(Datum main_arg)
 				continue;
 			}
 			relay_record(rows, n, isolated);
+
+			/* a busy outbox must not starve the inbox's retention */
+			relay_prune_inbox();
 
 			/*
 			 * Look again before sleeping: more rows may be waiting, and a
