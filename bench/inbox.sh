@@ -19,12 +19,10 @@ set -euo pipefail
 started=$SECONDS
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$src/scripts/lib.sh"
-ensure_packages
-build_and_install "$src"
+work=${INBOX_OUTBOX_BENCH_DIR:-/var/tmp/inbox_outbox-bench-inbox}
+prepare_work_tree "$src" "$work"
 libdir=$("$PG_BINDIR/pg_config" --pkglibdir)
 libs_before=$(cat "$libdir"/inbox_outbox*.so | md5sum)
-work=${INBOX_OUTBOX_BENCH_DIR:-/var/tmp/inbox_outbox-bench-inbox}
-copy_tree_for_test_user "$src" "$work"
 
 as_test_user env INBOX_BENCH_SECONDS="${INBOX_BENCH_SECONDS:-20}" \
 	INBOX_BENCH_REPS="${INBOX_BENCH_REPS:-3}" INBOX_BENCH_ROWS="${INBOX_BENCH_ROWS:-10000000}" \
@@ -33,12 +31,12 @@ as_test_user env INBOX_BENCH_SECONDS="${INBOX_BENCH_SECONDS:-20}" \
 set -euo pipefail
 work=$1
 . "$work/scripts/lib.sh"
+. "$work/bench/lib.sh"
 b=$work/bench/inbox
 secs=$INBOX_BENCH_SECONDS
 reps=$INBOX_BENCH_REPS
 rows=$INBOX_BENCH_ROWS
 prune_sc=$INBOX_BENCH_PRUNE_SYNC
-hz=$(getconf CLK_TCK)
 load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 bg_pids=()
 
@@ -64,29 +62,7 @@ trap cleanup EXIT
 cat "$(pg_config --pkglibdir)"/inbox_outbox*.so | md5sum >"$work/libs_at_start"
 psql -XqAt -v ON_ERROR_STOP=1 -f "$b/setup.sql" >/dev/null
 
-q() { psql -XqAt -v ON_ERROR_STOP=1 "$@"; }
-commas() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-
-# CPU used by processes that are not the benchmark's (the machine may be
-# shared): cpu_mark, then other_cpu prints their share of all cores since.
 postmaster_pid=$(head -n 1 "$PG_THROWAWAY_DATA/postmaster.pid")
-cpu_mark() { read -r mark_busy mark_ours < <(/usr/bin/python3 "$b/cpu.py" "$postmaster_pid" $$); mark_t=$(date +%s.%N); }
-other_cpu() {
-	local busy ours
-	read -r busy ours < <(/usr/bin/python3 "$b/cpu.py" "$postmaster_pid" $$)
-	awk -v b="$((busy - mark_busy))" -v o="$((ours - mark_ours))" -v t0="$mark_t" -v t1="$(date +%s.%N)" \
-		-v hz="$hz" -v n="$(nproc)" 'BEGIN { x = b - o; if (x < 0) x = 0; printf "%.0f", 100 * x / hz / n / (t1 - t0) }'
-}
-other_note() {
-	local pct=$1
-	echo
-	if ((pct >= 5)); then
-		echo "**Other processes on the machine used $pct% of its CPU during this part: the figures are disturbed.**"
-	else
-		echo "Other processes on the machine used $pct% of its CPU during this part."
-	fi
-}
 
 pgbench_tps() {
 	local file=$1 clients=$2 sc=$3 out
@@ -124,7 +100,7 @@ load() {
 #
 rows1=()
 declare -A ratio1
-cpu_mark
+cpu_mark "$postmaster_pid"
 for fill in empty loaded; do
 	[[ $fill == loaded ]] && load
 	for sc in on off; do
@@ -197,7 +173,7 @@ kept_before=$(q -c "SELECT count(*) FROM inbox_outbox.inbox WHERE claimed_at >= 
 av_before=$(q -c "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'inbox_outbox.inbox'::regclass")
 
 log "pruning $expired_before expired claims while 8 clients claim"
-cpu_mark
+cpu_mark "$postmaster_pid"
 PGOPTIONS="-c synchronous_commit=$prune_sc" pgbench -n -M prepared -c 8 -j 2 -T 1500 -P 1 --progress-timestamp -f "$b/claim.pgb" \
 	>"$work/prune_pgbench.out" 2>"$work/prune_pgbench.progress" &
 bg_pids+=($!)

@@ -8,11 +8,8 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$src/scripts/lib.sh"
 
-ensure_packages
-build_and_install "$src"
-
 work=${INBOX_OUTBOX_DEMO_DIR:-/var/tmp/inbox_outbox-demo}
-copy_tree_for_test_user "$src" "$work"
+prepare_work_tree "$src" "$work"
 
 as_test_user bash -s "$work" <<'DEMO'
 set -euo pipefail

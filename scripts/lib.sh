@@ -77,6 +77,15 @@ copy_tree_for_test_user() {
 	fi
 }
 
+# What every entry point does first: install what is missing, build and
+# install the extension from SRC, and copy SRC to DIR for the test user.
+prepare_work_tree() {
+	local src=$1 dir=$2
+	ensure_packages
+	build_and_install "$src"
+	copy_tree_for_test_user "$src" "$dir"
+}
+
 # Start a throwaway server in DIR/pgdata with the library preloaded, listening
 # on 127.0.0.1 at a free port, and stop it when the calling shell exits.
 # Exports PGHOST, PGPORT, PGUSER and PGDATABASE for psql and pgbench.

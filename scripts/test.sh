@@ -10,11 +10,8 @@ set -euo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$src/scripts/lib.sh"
 
-ensure_packages
-build_and_install "$src"
-
 work=${INBOX_OUTBOX_TEST_DIR:-/var/tmp/inbox_outbox-check}
-copy_tree_for_test_user "$src" "$work"
+prepare_work_tree "$src" "$work"
 
 log "running the tests in $work"
 status=0

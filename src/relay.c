@@ -909,6 +909,17 @@ inbox_outbox_relay_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
 	pgstat_report_appname("inbox_outbox relay");
 
+	/*
+	 * The relay's own commits need not wait for their WAL to reach disk: a
+	 * crash can lose only the last few of them, and each is safe to lose.
+	 * A lost DELETE of acknowledged rows sends them again (a duplicate, as a
+	 * crash between acknowledgement and DELETE would anyway), a lost failure
+	 * record retries the row once more, a lost inbox prune is pruned again.
+	 * Rounds then end without waiting for a flush, which shortens the wait
+	 * of the events committed meanwhile.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	if (inbox_outbox_shared == NULL)
 		elog(ERROR, "inbox_outbox relay requires shared_preload_libraries");
 

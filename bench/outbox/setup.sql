@@ -75,3 +75,23 @@ BEGIN
 		total := total + cardinality(ids);
 	END LOOP;
 END $$;
+
+-- Latency from commit to acknowledgement: the relay deletes a row only
+-- after Kafka acknowledged it, so the time of the DELETE is an upper bound
+-- of the acknowledgement's.  The latency benchmark's payloads begin with
+-- "TAG STATEMENT_US", and this trigger records, for each of its rows the
+-- relay deletes, the time since that statement.  Only topic 'latency'.
+CREATE UNLOGGED TABLE acked (tag text, latency_ms float8);
+
+CREATE FUNCTION record_ack() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	f text[] := string_to_array(convert_from(OLD.payload, 'UTF8'), ' ');
+BEGIN
+	INSERT INTO acked
+	VALUES (f[1], (extract(epoch FROM clock_timestamp()) * 1000000 - f[2]::float8) / 1000);
+	RETURN NULL;
+END $$;
+
+-- bench/outbox.sh creates the trigger for the latency part only:
+-- CREATE TRIGGER record_ack AFTER DELETE ON inbox_outbox.outbox
+--	FOR EACH ROW WHEN (OLD.topic = 'latency') EXECUTE FUNCTION record_ack();

@@ -1,6 +1,8 @@
 # End to end: the relay publishes 10,000 events; the example consumer applies
 # them to a business table and is killed before committing its Kafka offsets,
 # several times; once it has caught up, every event was applied exactly once.
+# Then retention: the relay deletes the expired claims and only those, also
+# in a prune of several batches while a publisher keeps it busy.
 use strict;
 use warnings;
 
@@ -72,6 +74,42 @@ $node->safe_psql('postgres', q{
 $node->poll_query_until('postgres', 'SELECT count(*) = 7500 FROM inbox_outbox.inbox')
   or die 'relay did not prune';
 pass('the relay deleted the 2,500 claims older than the retention, and only those');
+
+# A prune of several batches while the outbox keeps the relay busy: each
+# commit interrupts the pass, which must go on after the relay's next round
+# (resuming where it stopped) rather than wait for an idle relay.
+$node->safe_psql('postgres', q{
+	INSERT INTO inbox_outbox.inbox (consumer, event_id, claimed_at)
+	SELECT 'audit', 'a-' || g, now() - interval '8 days' - g * interval '1 millisecond'
+	FROM generate_series(1, 35000) g;
+});
+# One session publishes without pause, one event per transaction, until the
+# expired claims are gone (or two minutes pass), so the relay always finds
+# rows waiting and is never idle meanwhile.
+$node->safe_psql('postgres', 'CREATE TABLE busy_run (pruned boolean, events int)');
+$node->safe_psql('postgres', q{
+DO $$
+DECLARE
+	n int := 0;
+	deadline timestamptz := clock_timestamp() + interval '120 seconds';
+BEGIN
+	WHILE EXISTS (SELECT 1 FROM inbox_outbox.inbox WHERE consumer = 'audit')
+		  AND clock_timestamp() < deadline LOOP
+		PERFORM outbox_publish('orders', 'busy-' || (n % 10), jsonb_build_object('n', n));
+		COMMIT;
+		n := n + 1;
+	END LOOP;
+	INSERT INTO busy_run
+	SELECT NOT EXISTS (SELECT 1 FROM inbox_outbox.inbox WHERE consumer = 'audit'), n;
+END
+$$;
+});
+my ($pruned, $busy_events) = split /\|/,
+  $node->safe_psql('postgres', 'SELECT pruned, events FROM busy_run');
+is($pruned, 't', "the relay pruned 35,000 expired claims while $busy_events events kept it busy");
+wait_outbox_empty($node, 'postgres', 'relay published the busy events');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM inbox_outbox.inbox'),
+	7500, 'the pruning kept every claim within the retention');
 
 $node->stop;
 $kafka->stop;
