@@ -493,7 +493,7 @@ awk -v p50="$(field "$r1000" 7)" -v p99="$(field "$r1000" 9)" -v k50="$(field "$
 	-v a50="$(field "$r1000" 5)" -v a99="$(field "$r1000" 6)" 'BEGIN {
 	printf "| p50 ≤ 2 ms and p99 ≤ 10 ms at 1,000 events/s, commit → acknowledgement | p50 %s ms, p99 %s ms (to the DELETE that follows it) | %s |\n",
 		a50, a99, (a50 <= 2 && a99 <= 10 ? "yes" : "no")
-	printf "| the same, commit → a consumer's receipt | p50 %s ms, p99 %s ms (Kafka alone: %s, %s) | %s |\n",
+	printf "| the same, commit → receipt by a consumer | p50 %s ms, p99 %s ms (Kafka alone: %s, %s) | %s |\n",
 		p50, p99, k50, k99, (p50 <= 2 && p99 <= 10 ? "yes" : "no") }'
 l0k=${rows3[3]}
 l0r=${rows3[4]}
