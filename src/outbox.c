@@ -297,8 +297,9 @@ outbox_publish(PG_FUNCTION_ARGS)
 		argtypes[2] = TEXTOID;
 		argtypes[3] = BYTEAOID;
 		argtypes[4] = JSONBOID;
-		insert_plan = spi_prepare_kept("INSERT INTO inbox_outbox.outbox (id, topic, key, payload, headers) "
-									   "VALUES ($1, $2, $3, $4, $5)",
+		insert_plan = spi_prepare_kept("INSERT INTO inbox_outbox.outbox"
+									   " (id, topic, key, payload, headers)"
+									   " VALUES ($1, $2, $3, $4, $5)",
 									   5, argtypes);
 	}
 

@@ -793,10 +793,10 @@ relay_reconnect_if_changed(void)
  * batch the relay rests twice as long as the batch took, so pruning takes
  * at most about a third of one core, and writes WAL (full-page images,
  * mostly, of the pages it empties) at a third of the rate it could, however
- * much has expired: the claims' commits wait for that WAL too.  A commit that wakes the
- * relay interrupts the pass (publishing comes first); the pass goes on
- * after the next round rather than at the next interval, so a busy outbox
- * cannot starve retention.
+ * much has expired: the claims' commits wait for that WAL too.  A commit
+ * that wakes the relay interrupts the pass (publishing comes first); the
+ * pass goes on after the next round rather than at the next interval, so a
+ * busy outbox cannot starve retention.
  */
 static void
 relay_prune_inbox(void)
