@@ -78,7 +78,8 @@ DECLARE
 	next_from timestamptz := '-infinity';
 	started timestamptz;
 BEGIN
-	IF pg_catalog.current_setting('inbox_outbox.inbox_retention') = '-1' AND retention IS NULL THEN
+	IF pg_catalog.current_setting('inbox_outbox.inbox_retention') OPERATOR(pg_catalog.=) '-1'
+	   AND retention IS NULL THEN
 		RETURN;
 	END IF;
 	LOOP
@@ -86,9 +87,10 @@ BEGIN
 		SELECT p.deleted, p.newest INTO done, next_from
 		FROM inbox_outbox.inbox_prune_once(keep, batch_size, next_from) p;
 		COMMIT;
-		EXIT WHEN done < batch_size;
-		PERFORM pg_catalog.pg_sleep(2 * pg_catalog.date_part('epoch',
-								pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started));
+		EXIT WHEN done OPERATOR(pg_catalog.<) batch_size;
+		PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch',
+										pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started)
+									OPERATOR(pg_catalog.*) 2);
 	END LOOP;
 END
 $$;
