@@ -21,8 +21,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$src/scripts/lib.sh"
 work=${INBOX_OUTBOX_BENCH_DIR:-/var/tmp/inbox_outbox-bench-inbox}
 prepare_work_tree "$src" "$work"
-libdir=$("$PG_BINDIR/pg_config" --pkglibdir)
-libs_before=$(cat "$libdir"/inbox_outbox*.so | md5sum)
+libs_before=$(installed_libs_digest)
 
 as_test_user env INBOX_BENCH_SECONDS="${INBOX_BENCH_SECONDS:-20}" \
 	INBOX_BENCH_REPS="${INBOX_BENCH_REPS:-3}" INBOX_BENCH_ROWS="${INBOX_BENCH_ROWS:-10000000}" \
@@ -58,8 +57,6 @@ pg_throwaway_start "$work" "shared_buffers = '8GB'" "max_wal_size = '16GB'" \
 	"checkpoint_timeout = '30min'" \
 	"inbox_outbox.databases = 'no_database_has_this_name'"
 trap cleanup EXIT
-# The server preloaded the library as it started: that is the one measured.
-cat "$(pg_config --pkglibdir)"/inbox_outbox*.so | md5sum >"$work/libs_at_start"
 psql -XqAt -v ON_ERROR_STOP=1 -f "$b/setup.sql" >/dev/null
 
 postmaster_pid=$(head -n 1 "$PG_THROWAWAY_DATA/postmaster.pid")
@@ -277,10 +274,6 @@ awk -v d="$tps_d" -v b="$tps_b" -v n="$n_d" 'BEGIN {
 		printf "| claim tps during the prune ≥ 0.7 × before it | %.2f | %s |\n", d / b, (d / b >= 0.7 ? "yes" : "no") }'
 BENCH
 
-if [[ $libs_before != "$(cat "$work/libs_at_start")" ]]; then
-	echo
-	echo "**Warning:** the installed library changed between this script's build and the server's start;"
-	echo "the server may have run another version than this tree's. Run it again."
-fi
+warn_if_libs_changed "$libs_before"
 echo
 echo "Whole run: $((SECONDS - started)) s."

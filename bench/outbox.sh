@@ -28,8 +28,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$src/scripts/lib.sh"
 work=${INBOX_OUTBOX_BENCH_DIR:-/var/tmp/inbox_outbox-bench-outbox}
 prepare_work_tree "$src" "$work"
-libdir=$("$PG_BINDIR/pg_config" --pkglibdir)
-libs_before=$(cat "$libdir"/inbox_outbox*.so | md5sum)
+libs_before=$(installed_libs_digest)
 
 as_test_user env OUTBOX_BENCH_SECONDS="${OUTBOX_BENCH_SECONDS:-30}" \
 	OUTBOX_BENCH_REPS="${OUTBOX_BENCH_REPS:-3}" bash -s "$work" <<'BENCH'
@@ -61,10 +60,7 @@ trap 'exit 130' INT TERM
 # watchdog should this shell die without running the trap.
 export KAFKA_OWNER_PID=$$ KAFKA_JVM_OPTS='-Xms1g -Xmx1g -XX:+ExitOnOutOfMemoryError'
 mkdir -p "$kdir"
-# "start" may misjudge a broker that is still being exec'd as exited; a
-# second "start" finds it running (or really starts it).
-kafka=$("$work/test/kafka/kafka.sh" start "$kdir") ||
-	kafka=$("$work/test/kafka/kafka.sh" start "$kdir")
+kafka=$("$work/test/kafka/kafka.sh" start "$kdir")
 kafka_pid=$(<"$kdir/kafka.pid")
 log "Kafka on $kafka (log: $kdir/server.log)"
 (
@@ -514,10 +510,6 @@ else
 fi
 BENCH
 
-libs_after=$(cat "$libdir"/inbox_outbox*.so | md5sum)
-if [[ $libs_before != "$libs_after" ]]; then
-	echo
-	echo "**Warning:** the installed library changed during this run; the figures may mix versions. Run it again."
-fi
+warn_if_libs_changed "$libs_before"
 echo
 echo "Whole run: $((SECONDS - started)) s."

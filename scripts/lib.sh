@@ -86,6 +86,19 @@ prepare_work_tree() {
 	copy_tree_for_test_user "$src" "$dir"
 }
 
+# A digest of the installed libraries.  A benchmark takes one before it
+# starts and hands it to warn_if_libs_changed at the end: a reinstall from
+# another tree meanwhile would mix versions in its figures.
+installed_libs_digest() {
+	cat "$("$PG_BINDIR/pg_config" --pkglibdir)"/inbox_outbox*.so | md5sum
+}
+
+warn_if_libs_changed() {
+	[[ $1 == "$(installed_libs_digest)" ]] && return 0
+	echo
+	echo "**Warning:** the installed library changed during this run; the figures may mix versions. Run it again."
+}
+
 # Start a throwaway server in DIR/pgdata with the library preloaded, listening
 # on 127.0.0.1 at a free port, and stop it when the calling shell exits.
 # Exports PGHOST, PGPORT, PGUSER and PGDATABASE for psql and pgbench.

@@ -29,6 +29,14 @@ SELECT inbox_try_claim('evt-rolled-back', 'billing');
 ROLLBACK;
 SELECT inbox_try_claim('evt-rolled-back', 'billing');
 
+-- a claim runs in its caller's snapshot, yet sees claims made earlier in
+-- the same statement and the same transaction: only the first is true
+SELECT n, inbox_try_claim('evt-same-statement', 'billing') FROM generate_series(1, 3) n ORDER BY n;
+BEGIN;
+SELECT inbox_try_claim('evt-same-transaction', 'billing');
+SELECT inbox_try_claim('evt-same-transaction', 'billing');
+COMMIT;
+
 -- claim and business change in one transaction: the change happens once
 CREATE TABLE likes (user_id int, product_id int, at timestamptz DEFAULT now());
 CREATE FUNCTION like_product(u int, p int) RETURNS boolean LANGUAGE plpgsql AS $$

@@ -31,7 +31,6 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "inbox_outbox.h"
@@ -50,40 +49,39 @@ PG_FUNCTION_INFO_V1(inbox_duplicates);
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr prune_plan = NULL;
 
-static void
-count_duplicate(const char *consumer, int len)
+/* This database's counter for the consumer; the caller holds the lock. */
+static InboxConsumerStats *
+find_consumer(InboxOutboxShared *shared, const char *consumer, int len)
 {
-	InboxOutboxShared *shared = inbox_outbox_shared;
-	InboxConsumerStats *found = NULL;
-
-	if (shared == NULL)
-		return;
-
-	LWLockAcquire(shared->lock, LW_SHARED);
 	for (int i = 0; i < shared->nconsumers; i++)
 	{
 		InboxConsumerStats *c = &shared->consumers[i];
 
 		if (c->dbid == MyDatabaseId && strncmp(c->consumer, consumer, len) == 0 &&
 			c->consumer[len] == '\0')
-		{
-			found = c;
-			break;
-		}
+			return c;
 	}
+	return NULL;
+}
+
+static void
+count_duplicate(const char *consumer, int len)
+{
+	InboxOutboxShared *shared = inbox_outbox_shared;
+	InboxConsumerStats *found;
+
+	if (shared == NULL)
+		return;
+
+	LWLockAcquire(shared->lock, LW_SHARED);
+	found = find_consumer(shared, consumer, len);
 	LWLockRelease(shared->lock);
 
 	if (found == NULL)
 	{
+		/* look again: another backend may have added it meanwhile */
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < shared->nconsumers && found == NULL; i++)
-		{
-			InboxConsumerStats *c = &shared->consumers[i];
-
-			if (c->dbid == MyDatabaseId && strncmp(c->consumer, consumer, len) == 0 &&
-				c->consumer[len] == '\0')
-				found = c;
-		}
+		found = find_consumer(shared, consumer, len);
 		if (found == NULL && shared->nconsumers < INBOX_MAX_CONSUMERS)
 		{
 			found = &shared->consumers[shared->nconsumers];
@@ -153,16 +151,7 @@ claim(text *event_id, text *consumer)
 
 	values[0] = PointerGetDatum(consumer);
 	values[1] = PointerGetDatum(event_id);
-
-	/*
-	 * Run under the calling statement's snapshot instead of taking a new
-	 * one: ON CONFLICT decides by the unique index, not by a snapshot, and
-	 * under REPEATABLE READ or SERIALIZABLE the statement's snapshot is the
-	 * transaction's anyway.
-	 */
-	ret = SPI_execute_snapshot(claim_plan, values, NULL,
-							   ActiveSnapshotSet() ? GetActiveSnapshot() : InvalidSnapshot,
-							   InvalidSnapshot, false, true, 0);
+	ret = spi_insert_in_caller_snapshot(claim_plan, values, NULL);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert inbox claim: %s", SPI_result_code_string(ret));
 	claimed = (SPI_processed == 1);

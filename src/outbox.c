@@ -30,7 +30,6 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/snapmgr.h"
 
 #include "inbox_outbox.h"
 #include "shared_state.h"
@@ -314,13 +313,7 @@ outbox_publish(PG_FUNCTION_ARGS)
 	nulls[3] = payload ? ' ' : 'n';
 	nulls[4] = headers ? ' ' : 'n';
 
-	/*
-	 * Run under the calling statement's snapshot instead of taking a new
-	 * one: the INSERT reads nothing a snapshot would decide.
-	 */
-	ret = SPI_execute_snapshot(insert_plan, values, nulls,
-							   ActiveSnapshotSet() ? GetActiveSnapshot() : InvalidSnapshot,
-							   InvalidSnapshot, false, true, 0);
+	ret = spi_insert_in_caller_snapshot(insert_plan, values, nulls);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not insert outbox row: %s", SPI_result_code_string(ret));
 	SPI_finish();

@@ -119,7 +119,6 @@ typedef struct RelayRow
 	int			headers_len;
 	int64		created_ms;
 	int			attempts;
-	int64		size;			/* payload, key and headers */
 	bool		oversize;		/* above inbox_outbox.max_message_bytes */
 	rd_kafka_resp_err_t local_err;	/* librdkafka refused it for good */
 } RelayRow;
@@ -300,6 +299,13 @@ exit_unless_extension(uint32 generation)
 	proc_exit(0);
 }
 
+/* Payload, key and header bytes: what inbox_outbox.max_message_bytes limits. */
+static int64
+row_size(const RelayRow *row)
+{
+	return (int64) row->payload_len + row->key_len + row->headers_len;
+}
+
 static char *
 copy_bytes(Datum value, int *len)
 {
@@ -413,7 +419,7 @@ relay_fetch(RelayRow **rows_out, int64 *next_retry_ms, uint32 generation)
 			copy_headers(row, d, isnull);
 			row->created_ms = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 			row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-			bytes += row->payload_len + row->key_len + row->headers_len;
+			bytes += row_size(row);
 		}
 		MemoryContextSwitchTo(old);
 		SPI_freetuptable(SPI_tuptable);
@@ -469,29 +475,37 @@ relay_next_round(RelayRow **rows, int n, bool *isolated)
 		last_was_retry = false;
 		return n;
 	}
-	if (!last_was_retry)
+
+	/* after a retry round, the rows that never failed, if there are any */
+	if (last_was_retry)
 	{
-		last_was_retry = true;
-		*isolated = true;
-		*rows = &all[retry];
-		return 1;
+		for (int i = 0; i < n; i++)
+		{
+			if (all[i].attempts == 0)
+				all[kept++] = all[i];
+		}
+		if (kept > 0)
+		{
+			last_was_retry = false;
+			return kept;
+		}
 	}
 
-	/* the previous round was a retry: now the rows that never failed */
-	last_was_retry = false;
-	for (int i = 0; i < n; i++)
+	/* none was kept, so all[retry] is still in place */
+	last_was_retry = true;
+	*isolated = true;
+	*rows = &all[retry];
+	return 1;
+}
+
+static void
+relay_process_reload(void)
+{
+	if (ConfigReloadPending)
 	{
-		if (all[i].attempts == 0)
-			all[kept++] = all[i];
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
 	}
-	if (kept == 0)
-	{
-		last_was_retry = true;
-		*isolated = true;
-		*rows = &all[retry];
-		return 1;
-	}
-	return kept;
 }
 
 static bool
@@ -539,8 +553,7 @@ relay_produce(RelayRow *rows, int n)
 		RelayRow   *row = &rows[i];
 		rd_kafka_resp_err_t err;
 
-		row->size = (int64) row->payload_len + row->key_len + row->headers_len;
-		if (row->size > inbox_outbox_max_message_bytes)
+		if (row_size(row) > inbox_outbox_max_message_bytes)
 		{
 			row->oversize = true;
 			continue;
@@ -594,11 +607,7 @@ relay_produce(RelayRow *rows, int n)
 		 * cannot end because no broker answers: then it is abandoned, its
 		 * rows stay, and the next round uses the new settings.
 		 */
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		relay_process_reload();
 		if (producer_config_changed() && kafka_brokers_down(producer))
 		{
 			ereport(LOG,
@@ -703,7 +712,7 @@ relay_record(RelayRow *rows, int n, bool isolated)
 			/* too large to ever be sent: final */
 			if (row->oversize)
 				reason = psprintf("message of %lld bytes is larger than inbox_outbox.max_message_bytes (%d)",
-								  (long long) row->size, inbox_outbox_max_message_bytes);
+								  (long long) row_size(row), inbox_outbox_max_message_bytes);
 			else
 				reason = psprintf("%s: %s (above the producer's message.max.bytes)",
 								  rd_kafka_err2name(row->local_err),
@@ -941,11 +950,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		relay_process_reload();
 		relay_reconnect_if_changed();
 		if (producer == NULL)
 			relay_create_producer();

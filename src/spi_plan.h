@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * spi_plan.h
- *	  Saved SPI plans of the extension's own statements.
+ *	  How the extension runs its own SQL: saved plans, and INSERTs made in
+ *	  the calling statement's snapshot.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,5 +12,7 @@
 #include "executor/spi.h"
 
 extern SPIPlanPtr spi_prepare_kept(const char *sql, int nargs, Oid *argtypes);
+extern int	spi_insert_in_caller_snapshot(SPIPlanPtr plan, Datum *values,
+										  const char *nulls);
 
 #endif							/* SPI_PLAN_H */

@@ -111,40 +111,22 @@ sub check_events
 	my %want;
 	for my $k (keys %$expected)
 	{
-		$want{$_} = $k for @{ $expected->{$k} };
+		$want{$_} = [ $k, $payload{$_} ] for @{ $expected->{$k} };
 	}
-	my (%first, %seen);
-	my ($unexpected, $dups, $bad_payload, $bad_partition) = (0, 0, 0, 0);
+	my $r = first_arrivals($messages, \%want, $partitions);
 
-	for my $m (@$messages)
-	{
-		my $id = $m->{headers}{event_id} // '';
-		my $key = $m->{key} // '';
-		if (!exists $want{$id} || $want{$id} ne $key)
-		{
-			$unexpected++;
-			diag("$name: unexpected message key=$key event_id=$id");
-			next;
-		}
-		$bad_payload++ if ($m->{value} // '') ne $payload{$id};
-		$bad_partition++
-		  if $m->{partition} != kafka_partition($key, $partitions);
-		if ($seen{$id}++)
-		{
-			$dups++;
-			next;
-		}
-		push @{ $first{$key} }, $id;
-	}
-	is($unexpected, 0, "$name: no unexpected message");
-	is($bad_payload, 0, "$name: payloads are exact");
-	is($bad_partition, 0, "$name: every key in its murmur2 partition");
+	diag("$name: unexpected message key=" . ($_->{key} // '')
+		  . ' event_id=' . ($_->{headers}{event_id} // ''))
+	  for @{ $r->{unexpected} };
+	is(scalar @{ $r->{unexpected} }, 0, "$name: no unexpected message");
+	is($r->{bad_value}, 0, "$name: payloads are exact");
+	is($r->{misplaced}, 0, "$name: every key in its murmur2 partition");
 	for my $key (sort keys %$expected)
 	{
-		is_deeply($first{$key} // [], $expected->{$key},
+		is_deeply($r->{first}{$key} // [], $expected->{$key},
 			"$name: $key: every event present, in id order");
 	}
-	note("$name: $dups redelivered message(s)");
+	note("$name: $r->{duplicates} redelivered message(s)");
 	return;
 }
 

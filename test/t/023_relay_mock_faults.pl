@@ -30,13 +30,12 @@ use strict;
 use warnings;
 
 use IPC::Cmd qw(can_run);
-use IPC::Run;
-use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
+use InboxOutbox::Kafka;
 use InboxOutbox::MockCluster;
 use InboxOutbox::Relay;
 
@@ -99,54 +98,16 @@ sub publish
 	return;
 }
 
-# Read the topic (or the given partitions) from the beginning with kcat,
-# until at least $min messages are there (bounded wait).
+# Read the topic (or the given partitions) from the beginning, until at
+# least $min messages are there (bounded wait).
 sub consume
 {
 	my ($min, @only) = @_;
-	my $json = JSON::PP->new;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	my @messages;
-	while (1)
-	{
-		my $ok = 1;
-		@messages = ();
-		for my $p (@only ? @only : (undef))
-		{
-			my ($out, $err) = ('', '');
-			my @cmd = (
-				'kcat', '-C', '-b', $boot, '-t', $topic,
-				'-o', 'beginning', '-e', '-J', '-q');
-			push @cmd, '-p', $p if defined $p;
-			if (!IPC::Run::run(
-					\@cmd,
-					'>' => \$out,
-					'2>' => \$err,
-					IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default)))
-			{
-				note("kcat -C failed: $err");
-				$ok = 0;
-				last;
-			}
-			for my $line (split /\n/, $out)
-			{
-				my $m = $json->decode($line);
-				my %h = @{ $m->{headers} // [] };
-				push @messages,
-				  {
-					partition => $m->{partition},
-					offset => $m->{offset},
-					key => $m->{key},
-					value => $m->{payload},
-					event_id => $h{event_id},
-				  };
-			}
-		}
-		last if ($ok && @messages >= $min) || time() >= $deadline;
-		sleep(0.2);
-	}
-	return [ sort { $a->{partition} <=> $b->{partition} || $a->{offset} <=> $b->{offset} }
-		  @messages ];
+	my @opts = (timeout => $PostgreSQL::Test::Utils::timeout_default);
+	return InboxOutbox::Kafka::kcat_consume($boot, $topic, @opts, min => $min)
+	  unless @only;
+	return [ map { @{ InboxOutbox::Kafka::kcat_consume($boot, $topic, @opts, partition => $_) } }
+		  @only ];
 }
 
 # The partition of each key: murmur2, as the Java client's partitioner.
@@ -162,38 +123,20 @@ sub check_topic
 {
 	my ($name) = @_;
 	my $messages = consume($published);
-	my (%first, %seen);
-	my ($unexpected, $dups, $misplaced) = (0, 0, 0);
+	my $r = first_arrivals($messages, \%events, $partitions);
 
-	for my $m (@$messages)
-	{
-		my $id = $m->{event_id} // '';
-		my $e = $events{$id};
-		if (   !$e
-			|| $e->[0] ne ($m->{key} // '')
-			|| $e->[1] ne ($m->{value} // ''))
-		{
-			$unexpected++;
-			diag("$name: unexpected message at $m->{partition}/$m->{offset}: event_id $id");
-			next;
-		}
-		$misplaced++ if $partition_of{ $e->[0] } != $m->{partition};
-		if ($seen{$id}++)
-		{
-			$dups++;
-			next;
-		}
-		push @{ $first{ $e->[0] } }, $id;
-	}
-	is($unexpected, 0, "$name: no unexpected message");
-	is(scalar(keys %seen), $published, "$name: all $published events are in Kafka");
-	is($misplaced, 0, "$name: each key is in its murmur2 partition");
+	diag("$name: unexpected message at $_->{partition}/$_->{offset}: event_id "
+		  . ($_->{headers}{event_id} // ''))
+	  for @{ $r->{unexpected} };
+	is(scalar @{ $r->{unexpected} } + $r->{bad_value}, 0, "$name: no unexpected message");
+	is(scalar(keys %{ $r->{seen} }), $published, "$name: all $published events are in Kafka");
+	is($r->{misplaced}, 0, "$name: each key is in its murmur2 partition");
 	my @disordered =
-	  grep { join(',', @{ $first{$_} // [] }) ne join(',', @{ $by_key{$_} }) }
+	  grep { join(',', @{ $r->{first}{$_} // [] }) ne join(',', @{ $by_key{$_} }) }
 	  sort keys %by_key;
 	is_deeply(\@disordered, [],
 		"$name: per key, first occurrences of event ids are in id order");
-	note("$name: " . scalar(@$messages) . " messages, $dups duplicate(s)");
+	note("$name: " . scalar(@$messages) . " messages, $r->{duplicates} duplicate(s)");
 	return;
 }
 
@@ -254,7 +197,7 @@ my $down_a_broker2 = @down_a - @down_a_elsewhere;
 my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 while (1)
 {
-	my %in_kafka = map { ($_->{event_id} // '') => 1 } @{ consume(0, @up_partitions) };
+	my %in_kafka = map { ($_->{headers}{event_id} // '') => 1 } @{ consume(0, @up_partitions) };
 	last unless grep { !$in_kafka{$_} } @down_a_elsewhere;
 	die 'the relay did not publish to brokers 1 and 3' if time() > $deadline;
 	sleep(0.1);

@@ -316,16 +316,26 @@ isolation is 'read_committed' (the default, as in librdkafka) or
 there or timeout (default 60) seconds have passed, then return what there
 is.
 
+=item InboxOutbox::Kafka::kcat_consume(BOOTSTRAP, TOPIC, ...)
+
+The same for any cluster, given its bootstrap list (a mock cluster's, say).
+
 =cut
 
 sub consume
 {
-	my ($self, $topic, %opts) = @_;
+	my ($self, @args) = @_;
+	return kcat_consume($self->{bootstrap}, @args);
+}
+
+sub kcat_consume
+{
+	my ($bootstrap, $topic, %opts) = @_;
 	my $isolation = $opts{isolation} // 'read_committed';
 	my $min = $opts{min} // 0;
 	my $deadline = time() + ($opts{timeout} // 60);
 	my @cmd = (
-		'kcat', '-C', '-b', $self->{bootstrap}, '-t', $topic,
+		'kcat', '-C', '-b', $bootstrap, '-t', $topic,
 		'-o', 'beginning', '-e', '-J', '-q', '-m', '5',
 		'-X', "isolation.level=$isolation");
 	push @cmd, '-p', $opts{partition} if defined $opts{partition};

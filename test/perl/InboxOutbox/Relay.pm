@@ -11,7 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(relay_node wait_relay_running wait_outbox_empty relay_pid
-  outbox_events_by_key kafka_partition);
+  first_arrivals kafka_partition);
 
 # A started node with the library preloaded, the extension created and
 # the relay connected to $brokers.  Extra postgresql.conf lines in %opts{conf}.
@@ -59,17 +59,43 @@ sub wait_outbox_empty
 	  or die 'outbox did not drain' . ($what ? " ($what)" : '');
 }
 
-# From consumed messages: { key => [ event_id, ... ] } in partition order,
-# with undef keys under ''.
-sub outbox_events_by_key
+# Consumed messages (as InboxOutbox::Kafka::consume returns them) against
+# the events expected, { event_id => [ key, value ] }, for a topic of
+# $partitions partitions.  Returns a hash:
+#   first      { key => [ event ids in the order they first arrived ] }
+#   seen       { event_id => how many times it arrived }
+#   duplicates messages that repeat an event already seen
+#   unexpected [ messages whose event id is unknown or whose key differs ]
+#   bad_value  messages of a known event with another value
+#   misplaced  messages not in their key's murmur2 partition
+sub first_arrivals
 {
-	my ($messages) = @_;
-	my %by_key;
-	for my $m (sort { $a->{partition} <=> $b->{partition} || $a->{offset} <=> $b->{offset} } @$messages)
+	my ($messages, $expected, $partitions) = @_;
+	my %r = (first => {}, seen => {}, duplicates => 0, unexpected => [],
+		bad_value => 0, misplaced => 0);
+
+	for my $m (sort { $a->{partition} <=> $b->{partition} || $a->{offset} <=> $b->{offset} }
+		@$messages)
 	{
-		push @{ $by_key{ $m->{key} // '' } }, $m->{headers}{event_id};
+		my $id = $m->{headers}{event_id} // '';
+		my $key = $m->{key} // '';
+		my $e = $expected->{$id};
+
+		if (!$e || $e->[0] ne $key)
+		{
+			push @{ $r{unexpected} }, $m;
+			next;
+		}
+		$r{bad_value}++ if ($m->{value} // '') ne $e->[1];
+		$r{misplaced}++ if $m->{partition} != kafka_partition($key, $partitions);
+		if ($r{seen}{$id}++)
+		{
+			$r{duplicates}++;
+			next;
+		}
+		push @{ $r{first}{$key} }, $id;
 	}
-	return \%by_key;
+	return \%r;
 }
 
 # 32-bit multiply without losing bits to floating point.
