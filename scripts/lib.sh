@@ -18,6 +18,8 @@ PACKAGES=(
 	python3
 	python3-psycopg2
 	python3-confluent-kafka
+	clang-14
+	libclang-rt-14-dev
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -2,7 +2,8 @@
 # Runs every test of inbox_outbox on this machine: installs what is missing,
 # builds with -Werror, installs, then runs pg_regress (against a temporary,
 # preloaded server) and the TAP tests (real Kafka broker, librdkafka mock
-# cluster) as an unprivileged user.  Everything it starts, it stops.
+# cluster) as an unprivileged user, and then each libFuzzer harness for
+# FUZZ_SECONDS (default 60; 0 skips them).  Everything it starts, it stops.
 # Exit status is non-zero if anything failed; on failure the regression
 # diffs and server logs are printed.
 set -euo pipefail
@@ -29,5 +30,14 @@ if [ "$status" -ne 0 ]; then
 		tail -n 200 "$f"
 	done
 	exit "$status"
+fi
+fuzz_seconds=${FUZZ_SECONDS:-60}
+if [ "$fuzz_seconds" -gt 0 ]; then
+	log "fuzzing each parser for $fuzz_seconds s"
+	as_test_user make -C "$work" -s fuzz FUZZ_SECONDS="$fuzz_seconds" \
+		PG_CONFIG="$PG_BINDIR/pg_config" || {
+		log "fuzzing failed"
+		exit 1
+	}
 fi
 log "all tests passed"

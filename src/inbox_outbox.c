@@ -9,6 +9,13 @@
  * forked; application backends that load this library for gen_ulid() or
  * outbox_publish() never map librdkafka or start its threads.
  *
+ * The parameters that reach Kafka (brokers, kafka_config) and the list of
+ * databases have check hooks (guc_check.c), so that a bad value is refused
+ * by ALTER SYSTEM or the reload instead of stopping the relays; the value
+ * of kafka_config, which may hold a password, is kept out of the server
+ * log by an emit_log_hook (log_redact.c).  Both work in the postmaster too,
+ * because the library is preloaded there.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,6 +37,8 @@ void		_PG_init(void);
 char	   *inbox_outbox_brokers = NULL;
 char	   *inbox_outbox_kafka_config = NULL;
 char	   *inbox_outbox_databases = NULL;
+char	   *inbox_outbox_relay_role = NULL;
+bool		inbox_outbox_allow_unsafe_kafka_properties = false;
 int			inbox_outbox_batch_size = 5000;
 int			inbox_outbox_poll_interval = 5000;
 int			inbox_outbox_max_attempts = 10;
@@ -41,14 +50,36 @@ int			inbox_outbox_inbox_retention = 7 * 24 * 3600;
 static void
 define_parameters(void)
 {
+	/*
+	 * Before kafka_config, whose check hook reads it, so that a value of
+	 * kafka_config found in postgresql.conf at server start is checked with
+	 * this setting already applied.  PostgreSQL allows a PGC_POSTMASTER
+	 * parameter only while preloading; a backend that loads the library
+	 * later keeps the default, which refuses the unsafe properties.  Not
+	 * settable by ALTER SYSTEM: whoever may run it, or was granted the
+	 * right to set kafka_config, must not be able to turn on command
+	 * execution without also being able to edit postgresql.conf.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomBoolVariable("inbox_outbox.allow_unsafe_kafka_properties",
+								 "Allows librdkafka properties in inbox_outbox.kafka_config that run programs or load code.",
+								 "Such properties, like sasl.kerberos.kinit.cmd or plugin.library.paths, "
+								 "run commands or load libraries as the operating system user of the server.",
+								 &inbox_outbox_allow_unsafe_kafka_properties,
+								 false,
+								 PGC_POSTMASTER,
+								 GUC_SUPERUSER_ONLY | GUC_DISALLOW_IN_AUTO_FILE,
+								 NULL, NULL, NULL);
+
 	DefineCustomStringVariable("inbox_outbox.brokers",
 							   "Kafka bootstrap servers the relay connects to.",
-							   "A comma-separated list of host:port pairs.",
+							   "A comma-separated list of host:port pairs, each optionally prefixed with "
+							   "PLAINTEXT://, SSL://, SASL_PLAINTEXT:// or SASL_SSL://.",
 							   &inbox_outbox_brokers,
 							   "127.0.0.1:9092",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
+							   inbox_outbox_check_brokers, NULL, NULL);
 
 	DefineCustomStringVariable("inbox_outbox.kafka_config",
 							   "Extra librdkafka producer properties for the relay.",
@@ -58,7 +89,7 @@ define_parameters(void)
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
+							   inbox_outbox_check_kafka_config, NULL, NULL);
 
 	DefineCustomStringVariable("inbox_outbox.databases",
 							   "Databases in which a relay may run.",
@@ -68,7 +99,16 @@ define_parameters(void)
 							   "",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   inbox_outbox_check_databases, NULL, NULL);
+
+	DefineCustomStringVariable("inbox_outbox.relay_role",
+							   "Role whose privileges the relay uses.",
+							   "Empty means the bootstrap superuser.",
+							   &inbox_outbox_relay_role,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   inbox_outbox_check_relay_role, NULL, NULL);
 
 	DefineCustomIntVariable("inbox_outbox.batch_size",
 							"Most outbox rows the relay reads and produces in one round.",
@@ -142,6 +182,12 @@ void
 _PG_init(void)
 {
 	define_parameters();
+
+	/*
+	 * Also when not preloaded: a backend that loads the library for
+	 * gen_ulid() may still run ALTER SYSTEM SET inbox_outbox.kafka_config.
+	 */
+	log_redact_init();
 
 	if (process_shared_preload_libraries_in_progress)
 	{

@@ -6,7 +6,8 @@
  * The variables are defined in inbox_outbox.c.  They are global rather
  * than static because the relay, which lives in a separate library
  * (inbox_outbox_relay.so, the only one linked with librdkafka), reads them
- * in the same process after a reload.
+ * in the same process after a reload.  Their check hooks are in
+ * guc_check.c, the redaction of kafka_config in the log in log_redact.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,10 +15,13 @@
 #define INBOX_OUTBOX_H
 
 #include "datatype/timestamp.h"
+#include "utils/guc.h"
 
 extern PGDLLIMPORT char *inbox_outbox_brokers;
 extern PGDLLIMPORT char *inbox_outbox_kafka_config;
 extern PGDLLIMPORT char *inbox_outbox_databases;
+extern PGDLLIMPORT char *inbox_outbox_relay_role;
+extern PGDLLIMPORT bool inbox_outbox_allow_unsafe_kafka_properties;
 extern PGDLLIMPORT int inbox_outbox_batch_size;
 extern PGDLLIMPORT int inbox_outbox_poll_interval;
 extern PGDLLIMPORT int inbox_outbox_max_attempts;
@@ -25,6 +29,23 @@ extern PGDLLIMPORT int inbox_outbox_retry_backoff;
 extern PGDLLIMPORT int inbox_outbox_max_message_bytes;
 extern PGDLLIMPORT int inbox_outbox_shutdown_timeout;
 extern PGDLLIMPORT int inbox_outbox_inbox_retention;
+
+extern bool inbox_outbox_check_brokers(char **newval, void **extra,
+									   GucSource source);
+extern bool inbox_outbox_check_kafka_config(char **newval, void **extra,
+											GucSource source);
+extern bool inbox_outbox_check_databases(char **newval, void **extra,
+										 GucSource source);
+extern bool inbox_outbox_check_relay_role(char **newval, void **extra,
+										  GucSource source);
+
+/* Parameters whose postgresql.conf value was refused at server start. */
+#define REFUSED_BROKERS			0x01
+#define REFUSED_KAFKA_CONFIG	0x02
+#define REFUSED_DATABASES		0x04
+extern PGDLLIMPORT int inbox_outbox_refused_at_start;
+
+extern void log_redact_init(void);
 
 extern int64 inbox_prune_batch(int64 retention_ms, int batch_size,
 								TimestampTz *from);

@@ -29,7 +29,19 @@
  *    one failure gapless delivery does not cover.  A broker outage leaves
  *    messages queued (bounded by the relay's batch) until it ends;
  *  - partitioner=murmur2_random: keyed messages land on the partition the
- *    Java client would choose.
+ *    Java client would choose;
+ *  - delivery.report.only.error=false: a row leaves the outbox only on a
+ *    successful delivery report;
+ *  - internal.termination.signal=0: librdkafka would otherwise install its
+ *    own handler for that signal, over PostgreSQL's;
+ *  - test.mock.num.brokers=0: a mock cluster inside the process would
+ *    acknowledge every event and deliver none.
+ *
+ * The user's properties are parsed by kafka_config.c, which also says which
+ * ones are refused: those the relay sets (above), and, unless
+ * inbox_outbox.allow_unsafe_kafka_properties is on, those that make
+ * librdkafka run a program or load code.  No message here quotes the value
+ * of a property kafka_config.c calls secret.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,11 +52,15 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/fd.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "inbox_outbox.h"
 #include "kafka.h"
+#include "kafka_config.h"
 
 #define KAFKA_LOG_LINES		32
 #define KAFKA_LOG_LEN		512
@@ -118,60 +134,85 @@ set_property(rd_kafka_conf_t *conf, const char *name, const char *value)
 {
 	char		errstr[512];
 
-	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
+		return;
+
+	rd_kafka_conf_destroy(conf);
+	/* librdkafka's message may quote the value */
+	if (kafka_property_is_secret(name))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid Kafka producer property \"%s\"", name),
+				errdetail("librdkafka refused its value, which is not shown because it is secret."));
+	ereport(ERROR,
+			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			errmsg("invalid Kafka producer property \"%s\"", name),
+			errdetail("%s", errstr));
+}
+
+/* Apply one entry of the user's configuration; conf is destroyed on error. */
+static bool
+apply_property(void *arg, const char *name, const char *value,
+			   char *errbuf, size_t errlen)
+{
+	rd_kafka_conf_t *conf = (rd_kafka_conf_t *) arg;
+
+	if (kafka_property_value_exposes_secrets(name, value))
 	{
 		rd_kafka_conf_destroy(conf);
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("invalid Kafka producer property \"%s\"", name),
-				errdetail("%s", errstr));
+				errmsg("Kafka property \"%s\" has a value that is not allowed", name),
+				errdetail("It asks librdkafka to log its configuration, secrets included."),
+				errhint("Name the debug contexts you need other than \"all\" and \"conf\"."));
 	}
+
+	switch (kafka_property_class(name))
+	{
+		case KAFKA_PROPERTY_ORDINARY:
+			break;
+		case KAFKA_PROPERTY_UNSAFE:
+			if (inbox_outbox_allow_unsafe_kafka_properties)
+				break;
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					errmsg("Kafka property \"%s\" is not allowed", name),
+					errdetail("It runs a program or loads code into the server."),
+					errhint("Set inbox_outbox.allow_unsafe_kafka_properties = on in postgresql.conf and restart the server to allow it."));
+			break;
+		case KAFKA_PROPERTY_RESERVED:
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("Kafka property \"%s\" cannot be set", name),
+					errdetail("The relay sets this property itself, because its delivery guarantees or its process depend on it."),
+					(strcmp(name, "bootstrap.servers") == 0 ||
+					 strcmp(name, "metadata.broker.list") == 0) ?
+					errhint("Set inbox_outbox.brokers instead.") : 0);
+			break;
+	}
+	set_property(conf, name, value);
+	return true;
 }
 
 /*
- * Apply "key=value" pairs separated by semicolons or newlines.  Blank
- * entries and lines starting with '#' are skipped.
+ * Apply the user's "name=value" entries; origin names where they come from
+ * in a syntax error.  list is scribbled on.
  */
 static void
 apply_properties(rd_kafka_conf_t *conf, char *list, const char *origin)
 {
-	char	   *saveptr = NULL;
+	char		errbuf[256];
 
-	for (char *item = strtok_r(list, ";\n", &saveptr); item != NULL;
-		 item = strtok_r(NULL, ";\n", &saveptr))
+	if (!kafka_config_parse(list, apply_property, conf, errbuf, sizeof(errbuf)))
 	{
-		char	   *eq;
-		char	   *name;
-
-		while (*item == ' ' || *item == '\t' || *item == '\r')
-			item++;
-		if (*item == '\0' || *item == '#')
-			continue;
-		eq = strchr(item, '=');
-		if (eq == NULL)
-		{
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("invalid entry in %s", origin),
-					errdetail("Entries are written as key=value."));
-		}
-		*eq = '\0';
-		name = item;
-		for (char *end = eq - 1; end >= name && (*end == ' ' || *end == '\t'); end--)
-			*end = '\0';
-		{
-			char	   *value = eq + 1;
-			size_t		len;
-
-			while (*value == ' ' || *value == '\t')
-				value++;
-			len = strlen(value);
-			while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t' ||
-							   value[len - 1] == '\r'))
-				value[--len] = '\0';
-			set_property(conf, name, value);
-		}
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid entry in %s", origin),
+				errdetail("%s", errbuf),
+				errhint("Write librdkafka properties as name=value, separated by semicolons or newlines."));
 	}
 }
 
@@ -200,6 +241,16 @@ apply_extra_config(rd_kafka_conf_t *conf, const char *extra)
 		while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0)
 			appendBinaryStringInfo(&buf, chunk, n);
 		FreeFile(file);
+
+		/* the parser would stop at a zero byte and drop what follows it */
+		if (strlen(buf.data) != (size_t) buf.len)
+		{
+			rd_kafka_conf_destroy(conf);
+			ereport(ERROR,
+					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("file \"%s\" named by inbox_outbox.kafka_config contains a zero byte",
+						   extra));
+		}
 		apply_properties(conf, buf.data, "the file named by inbox_outbox.kafka_config");
 		pfree(buf.data);
 	}
@@ -221,14 +272,10 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	char		errstr[512];
 	rd_kafka_queue_t *mainq;
 
-	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaProducer));
-	if (pipe(producer->pipefd) != 0)
-		ereport(ERROR,
-				errcode_for_socket_access(),
-				errmsg("could not create pipe for the Kafka producer: %m"));
-	fcntl(producer->pipefd[0], F_SETFL, O_NONBLOCK);
-	fcntl(producer->pipefd[1], F_SETFL, O_NONBLOCK);
-
+	/*
+	 * The configuration comes first: it is what usually fails, and nothing
+	 * else is held yet when it does.
+	 */
 	conf = rd_kafka_conf_new();
 
 	/* tunable defaults, which inbox_outbox.kafka_config may change */
@@ -248,6 +295,21 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	set_property(conf, "message.timeout.ms", "0");
 	set_property(conf, "partitioner", "murmur2_random");
 	set_property(conf, "log.queue", "true");
+	set_property(conf, "delivery.report.only.error", "false");
+	set_property(conf, "internal.termination.signal", "0");
+	set_property(conf, "test.mock.num.brokers", "0");
+
+	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaProducer));
+	if (pipe(producer->pipefd) != 0)
+	{
+		rd_kafka_conf_destroy(conf);
+		pfree(producer);
+		ereport(ERROR,
+				errcode_for_socket_access(),
+				errmsg("could not create pipe for the Kafka producer: %m"));
+	}
+	fcntl(producer->pipefd[0], F_SETFL, O_NONBLOCK);
+	fcntl(producer->pipefd[1], F_SETFL, O_NONBLOCK);
 
 	rd_kafka_conf_set_opaque(conf, producer);
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
@@ -289,7 +351,10 @@ kafka_purge(KafkaProducer *producer, int timeout_ms)
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	while (producer->outstanding > 0 && GetCurrentTimestamp() < deadline)
 	{
-		rd_kafka_poll(producer->rk, 10);
+		/* not on the latch: a set latch stays set for the relay's loop */
+		(void) WaitLatchOrSocket(NULL,
+								 WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 producer->pipefd[0], 10, PG_WAIT_EXTENSION);
 		kafka_serve(producer);
 	}
 }
@@ -333,8 +398,8 @@ kafka_outstanding(KafkaProducer *producer)
 /*
  * Produce one message; its outcome arrives in results[index].  Returns the
  * error if librdkafka refused the message outright (no delivery report will
- * follow); RD_KAFKA_RESP_ERR__QUEUE_FULL is retried here after serving
- * delivery reports.
+ * follow).  RD_KAFKA_RESP_ERR__QUEUE_FULL means no room now: the caller
+ * waits, serving delivery reports, and tries again.
  */
 rd_kafka_resp_err_t
 kafka_produce(KafkaProducer *producer, int index, const char *topic,
@@ -342,39 +407,27 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 			  const char *value, size_t value_len,
 			  const KafkaHeader *headers, int nheaders, int64 timestamp_ms)
 {
-	for (;;)
-	{
-		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
-		rd_kafka_resp_err_t err;
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
+	rd_kafka_resp_err_t err;
 
-		for (int i = 0; i < nheaders; i++)
-			rd_kafka_header_add(hdrs, headers[i].name, -1,
-								headers[i].value, headers[i].value_len);
+	for (int i = 0; i < nheaders; i++)
+		rd_kafka_header_add(hdrs, headers[i].name, -1,
+							headers[i].value, headers[i].value_len);
 
-		err = rd_kafka_producev(producer->rk,
-								RD_KAFKA_V_TOPIC(topic),
-								RD_KAFKA_V_KEY(key, key_len),
-								RD_KAFKA_V_VALUE((void *) value, value_len),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_HEADERS(hdrs),
-								RD_KAFKA_V_TIMESTAMP(timestamp_ms),
-								RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
-								RD_KAFKA_V_END);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			producer->outstanding++;
-			return err;
-		}
-
-		/* on failure the headers still belong to us */
-		rd_kafka_headers_destroy(hdrs);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			return err;
-
-		CHECK_FOR_INTERRUPTS();
-		rd_kafka_poll(producer->rk, 10);
-		kafka_serve(producer);
-	}
+	err = rd_kafka_producev(producer->rk,
+							RD_KAFKA_V_TOPIC(topic),
+							RD_KAFKA_V_KEY(key, key_len),
+							RD_KAFKA_V_VALUE((void *) value, value_len),
+							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							RD_KAFKA_V_HEADERS(hdrs),
+							RD_KAFKA_V_TIMESTAMP(timestamp_ms),
+							RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
+							RD_KAFKA_V_END);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		producer->outstanding++;
+	else
+		rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
+	return err;
 }
 
 /*

@@ -10,6 +10,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_headers.h"
+
 typedef struct KafkaProducer KafkaProducer;
 
 /* Outcome of one message of a round, filled in by the delivery callback. */
@@ -18,13 +20,6 @@ typedef struct KafkaResult
 	bool		done;
 	rd_kafka_resp_err_t err;
 } KafkaResult;
-
-typedef struct KafkaHeader
-{
-	const char *name;
-	const char *value;
-	size_t		value_len;
-} KafkaHeader;
 
 extern KafkaProducer *kafka_producer_create(const char *brokers,
 											const char *extra_config,

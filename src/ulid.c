@@ -27,13 +27,16 @@
 
 #include "datatype/timestamp.h"
 #include "fmgr.h"
-#include "port/pg_bswap.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "shared_state.h"
 #include "ulid.h"
+#include "ulid_text.h"
+
+StaticAssertDecl(ULID_LEN == ULID_TEXT_BYTES && ULID_TEXT_LEN == ULID_TEXT_DIGITS,
+				 "ulid.h and ulid_text.h disagree on the size of a ULID");
 
 PG_FUNCTION_INFO_V1(ulid_in);
 PG_FUNCTION_INFO_V1(ulid_out);
@@ -49,27 +52,6 @@ PG_FUNCTION_INFO_V1(ulid_max);
 /* Milliseconds between the Unix epoch and the PostgreSQL epoch. */
 #define UNIX_TO_PG_EPOCH_MS \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000)
-
-static const char crockford_digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/*
- * Decoding table: digit value plus one, zero for characters that are not
- * Crockford base32 digits.  Both cases are accepted; I, L, O and U are not.
- */
-static const uint8 crockford_values[256] = {
-	['0'] = 1,['1'] = 2,['2'] = 3,['3'] = 4,['4'] = 5,
-	['5'] = 6,['6'] = 7,['7'] = 8,['8'] = 9,['9'] = 10,
-	['A'] = 11,['B'] = 12,['C'] = 13,['D'] = 14,['E'] = 15,
-	['F'] = 16,['G'] = 17,['H'] = 18,['J'] = 19,['K'] = 20,
-	['M'] = 21,['N'] = 22,['P'] = 23,['Q'] = 24,['R'] = 25,
-	['S'] = 26,['T'] = 27,['V'] = 28,['W'] = 29,['X'] = 30,
-	['Y'] = 31,['Z'] = 32,
-	['a'] = 11,['b'] = 12,['c'] = 13,['d'] = 14,['e'] = 15,
-	['f'] = 16,['g'] = 17,['h'] = 18,['j'] = 19,['k'] = 20,
-	['m'] = 21,['n'] = 22,['p'] = 23,['q'] = 24,['r'] = 25,
-	['s'] = 26,['t'] = 27,['v'] = 28,['w'] = 29,['x'] = 30,
-	['y'] = 31,['z'] = 32,
-};
 
 /* Set by the test module only; see ulid.h. */
 static UlidTestHooks **test_hooks = NULL;
@@ -94,29 +76,11 @@ ulid_generator_shmem_init(UlidGeneratorState *state, bool found)
 	}
 }
 
-/*
- * Render a ULID as 26 upper-case Crockford base32 digits plus a terminating
- * NUL.  The 128 bits are shifted out five at a time from the low end; the
- * first digit gets the top three bits.
- */
+/* 26 upper-case Crockford base32 digits plus a terminating NUL. */
 void
 ulid_to_text(const pg_ulid *ulid, char *buf)
 {
-	uint64		hi;
-	uint64		lo;
-
-	memcpy(&hi, ulid->data, sizeof(hi));
-	memcpy(&lo, ulid->data + 8, sizeof(lo));
-	hi = pg_ntoh64(hi);
-	lo = pg_ntoh64(lo);
-
-	for (int i = ULID_TEXT_LEN - 1; i >= 0; i--)
-	{
-		buf[i] = crockford_digits[lo & 0x1F];
-		lo = (lo >> 5) | (hi << 59);
-		hi >>= 5;
-	}
-	buf[ULID_TEXT_LEN] = '\0';
+	ulid_format(ulid->data, buf);
 }
 
 static void
@@ -132,34 +96,22 @@ Datum
 ulid_in(PG_FUNCTION_ARGS)
 {
 	char	   *str = PG_GETARG_CSTRING(0);
-	pg_ulid    *result;
-	uint64		hi = 0;
-	uint64		lo = 0;
+	pg_ulid    *result = palloc(sizeof(pg_ulid));
 
-	if (strlen(str) != ULID_TEXT_LEN)
-		report_invalid_ulid(str, _("A ULID is written as 26 Crockford base32 digits."));
-
-	for (int i = 0; i < ULID_TEXT_LEN; i++)
+	switch (ulid_parse(str, strlen(str), result->data))
 	{
-		uint8		value = crockford_values[(unsigned char) str[i]];
-
-		if (value == 0)
+		case ULID_PARSE_OK:
+			break;
+		case ULID_PARSE_BAD_LENGTH:
+			report_invalid_ulid(str, _("A ULID is written as 26 Crockford base32 digits."));
+			break;
+		case ULID_PARSE_BAD_DIGIT:
 			report_invalid_ulid(str, _("A ULID consists of the digits 0-9 and the letters A-Z except I, L, O and U."));
-		value--;
-
-		/* 26 digits carry 130 bits; the first digit may use only three. */
-		if (i == 0 && value > 7)
+			break;
+		case ULID_PARSE_TOO_LARGE:
 			report_invalid_ulid(str, _("The largest ULID is 7ZZZZZZZZZZZZZZZZZZZZZZZZZ."));
-
-		hi = (hi << 5) | (lo >> 59);
-		lo = (lo << 5) | value;
+			break;
 	}
-
-	result = palloc(sizeof(pg_ulid));
-	hi = pg_hton64(hi);
-	lo = pg_hton64(lo);
-	memcpy(result->data, &hi, sizeof(hi));
-	memcpy(result->data + 8, &lo, sizeof(lo));
 
 	PG_RETURN_ULID_P(result);
 }
