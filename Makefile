@@ -7,29 +7,34 @@
 # (see test/regress.conf) and then runs the TAP tests in test/t.
 
 EXTENSION = inbox_outbox
-EXTVERSION = 0.3
+EXTVERSION = 0.4
 
 # inbox_outbox.so: everything an application backend may load.
 MODULE_big = inbox_outbox
 OBJS = \
 	src/inbox_outbox.o \
+	src/guc_check.o \
+	src/log_redact.o \
 	src/launcher.o \
 	src/inbox.o \
 	src/outbox.o \
 	src/relay_status.o \
 	src/shared_state.o \
 	src/spi_plan.o \
-	src/ulid.o
+	src/ulid.o \
+	src/ulid_text.o \
+	src/kafka_config.o
 
 # inbox_outbox_relay.so: the relay worker, the only code linked with
-# librdkafka.  Only the relay process loads it; it resolves the shared-state
-# and ulid symbols from inbox_outbox.so, which is always preloaded there.
+# librdkafka.  Only the relay process loads it; it resolves the shared-state,
+# ulid, parameter and kafka_config symbols from inbox_outbox.so, which is
+# always preloaded there.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
-RELAY_OBJS = src/relay.o src/kafka.o
+RELAY_OBJS = src/relay.o src/kafka.o src/kafka_headers.o
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox
+REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
@@ -78,3 +83,13 @@ test-helpers:
 installcheck: test-helpers
 
 .PHONY: test-helpers install-relay uninstall-relay
+
+# libFuzzer harnesses of the parsers, built with clang outside the server
+# (test/fuzz/README.md).  Each runs FUZZ_SECONDS on a copy of its corpus.
+FUZZ_SECONDS ?= 60
+fuzz:
+	PG_CONFIG=$(PG_CONFIG) $(srcdir)/test/fuzz/run.sh $(FUZZ_SECONDS)
+
+EXTRA_CLEAN += test/fuzz/build test/fuzz/work
+
+.PHONY: fuzz

@@ -9,8 +9,30 @@
 -- application calls go into the extension's schema.
 --
 
-CREATE SCHEMA inbox_outbox;
-COMMENT ON SCHEMA inbox_outbox IS 'tables and views of the inbox_outbox extension';
+-- CREATE EXTENSION inbox_outbox SCHEMA inbox_outbox puts everything in the
+-- one schema, which exists already: it must then be a superuser's, and no
+-- other role may create objects in it, since whoever can could plant
+-- look-alikes beside the outbox.  Never adopt a schema of that name that
+-- someone else made, either: in any other case, creating it must succeed.
+DO $$
+BEGIN
+	IF '@extschema@' OPERATOR(pg_catalog.<>) 'inbox_outbox' THEN
+		CREATE SCHEMA inbox_outbox;
+		COMMENT ON SCHEMA inbox_outbox IS 'tables and views of the inbox_outbox extension';
+	ELSIF EXISTS (SELECT FROM pg_catalog.pg_namespace n
+				  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+				  WHERE n.nspname OPERATOR(pg_catalog.=) 'inbox_outbox' AND NOT r.rolsuper)
+		OR EXISTS (SELECT FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+				   WHERE n.nspname OPERATOR(pg_catalog.=) 'inbox_outbox'
+					 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+					 AND NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r
+									   WHERE r.oid OPERATOR(pg_catalog.=) a.grantee), false)) THEN
+		RAISE EXCEPTION 'schema "inbox_outbox" must belong to a superuser, and only superusers may create objects in it'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Create the schema as a superuser, or create the extension in another schema.';
+	END IF;
+END
+$$;
 
 CREATE FUNCTION inbox_outbox.valid_topic(text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'outbox_valid_topic'

@@ -71,12 +71,13 @@ SELECT outbox_publish('orders', 'k', 'x', '{"event_id": "mine"}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_publish('orders', 'k', 'x', '{}') IS NOT NULL AS empty_headers_accepted;
 
--- size limit: payload, key and headers together
+-- size limit: payload, key and headers together, with the 34 bytes of the
+-- event_id header the relay adds, exactly as the relay counts them
 SET inbox_outbox.max_message_bytes = 1000;
-SELECT outbox_publish('orders', 'k', repeat('x', 999)::text) IS NOT NULL AS at_limit;
-SELECT outbox_publish('orders', 'k', repeat('x', 1000)::text);
+SELECT outbox_publish('orders', 'k', repeat('x', 965)::text) IS NOT NULL AS at_limit;
+SELECT outbox_publish('orders', 'k', repeat('x', 966)::text);
 \echo :LAST_ERROR_SQLSTATE
-SELECT outbox_publish('orders', 'k', repeat('x', 990)::text, '{"trace": "0123456789"}');
+SELECT outbox_publish('orders', 'k', repeat('x', 956)::text, '{"trace": "0123456789"}');
 \echo :LAST_ERROR_SQLSTATE
 RESET inbox_outbox.max_message_bytes;
 

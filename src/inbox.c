@@ -25,7 +25,9 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -208,23 +210,37 @@ inbox_prune_batch(int64 retention_ms, int batch_size, TimestampTz *from)
 	int64		deleted;
 	bool		isnull;
 	Datum		newest;
+	TimestampTz cutoff;
+
+	/*
+	 * The cutoff is computed here rather than in SQL, so that the statement
+	 * needs no arithmetic operator, and so cannot run one planted in a
+	 * schema on the caller's search_path.  A retention beyond the range of
+	 * timestamps prunes nothing.
+	 */
+	if (retention_ms > PG_INT64_MAX / 1000 ||
+		pg_sub_s64_overflow(GetCurrentTransactionStartTimestamp(), retention_ms * 1000,
+							&cutoff) ||
+		!IS_VALID_TIMESTAMP(cutoff))
+		TIMESTAMP_NOBEGIN(cutoff);
 
 	SPI_connect();
 	if (prune_plan == NULL)
 	{
-		Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+		Oid			argtypes[3] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID};
 
 		prune_plan = spi_prepare_kept("WITH gone AS ("
-									  " DELETE FROM inbox_outbox.inbox WHERE ctid = ANY (ARRAY("
-									  "  SELECT ctid FROM inbox_outbox.inbox"
-									  "   WHERE claimed_at >= $3"
-									  "     AND claimed_at < now() - $1 * interval '1 millisecond'"
-									  "   ORDER BY claimed_at LIMIT $2))"
+									  " DELETE FROM inbox_outbox.inbox"
+									  "  WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+									  "   SELECT ctid FROM inbox_outbox.inbox"
+									  "    WHERE claimed_at OPERATOR(pg_catalog.>=) $3"
+									  "      AND claimed_at OPERATOR(pg_catalog.<) $1"
+									  "    ORDER BY claimed_at LIMIT $2))"
 									  " RETURNING claimed_at)"
-									  "SELECT count(*), max(claimed_at) FROM gone",
+									  "SELECT pg_catalog.count(*), pg_catalog.max(claimed_at) FROM gone",
 									  3, argtypes);
 	}
-	values[0] = Int64GetDatum(retention_ms);
+	values[0] = TimestampTzGetDatum(cutoff);
 	values[1] = Int32GetDatum(batch_size);
 	values[2] = TimestampTzGetDatum(*from);
 	ret = SPI_execute_plan(prune_plan, values, NULL, false, 1);

@@ -24,6 +24,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -114,12 +116,32 @@ list_databases(void)
 	(void) GetTransactionSnapshot();
 	pgstat_report_activity(STATE_RUNNING, "inbox_outbox launcher: listing databases");
 
+	/*
+	 * The check hook refuses a bad list, so this cannot fail; were it to,
+	 * no database is a safer answer than every database.
+	 */
+	if (inbox_outbox_refused_at_start & REFUSED_DATABASES)
+	{
+		static bool logged = false;
+
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (logged)
+			return NIL;
+		logged = true;
+		ereport(LOG,
+				errmsg("inbox_outbox launcher starts no relay: the value of inbox_outbox.databases in the configuration file was refused when the server started"),
+				errhint("Correct inbox_outbox.databases and reload the configuration."));
+		return NIL;
+	}
+
 	rawlist = pstrdup(inbox_outbox_databases);
 	if (!SplitIdentifierString(rawlist, ',', &allowed))
 	{
-		ereport(LOG,
-				errmsg("invalid list syntax in parameter \"%s\"", "inbox_outbox.databases"));
-		allowed = NIL;
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		elog(LOG, "invalid list syntax in parameter \"%s\"", "inbox_outbox.databases");
+		return NIL;
 	}
 
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -277,6 +299,22 @@ launcher_pass(void)
 
 		if (slot->dbid == InvalidOid || entries[i].seen)
 			continue;
+
+		/*
+		 * A relay still in the slot (one an earlier launcher started, so
+		 * without a handle here) keeps it until it exits: freeing it now
+		 * could let a second relay start for the same database.
+		 */
+		if (entries[i].handle == NULL && slot->pid != 0)
+		{
+			if (kill(slot->pid, SIGTERM) != 0 && errno == ESRCH)
+				slot->pid = 0;
+			else
+			{
+				nap = Min(nap, 100);
+				continue;
+			}
+		}
 		if (entries[i].handle != NULL)
 		{
 			pid_t		pid;
@@ -337,5 +375,12 @@ inbox_outbox_launcher_main(Datum main_arg)
 	inbox_outbox_shared->launcher_latch = NULL;
 	inbox_outbox_shared->launcher_pid = 0;
 	LWLockRelease(inbox_outbox_shared->lock);
-	proc_exit(0);
+
+	/*
+	 * Exit code 1, so that the postmaster starts the launcher again after
+	 * bgw_restart_time unless the server is shutting down: a launcher
+	 * stopped by pg_terminate_backend() would otherwise leave every
+	 * database without a relay until the next restart.
+	 */
+	proc_exit(1);
 }

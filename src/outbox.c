@@ -53,6 +53,7 @@ static bool relay_wake_pending = false;
 static bool launcher_wake_pending = false;
 
 static SPIPlanPtr insert_plan = NULL;
+static Oid	insert_plan_ulid = InvalidOid;	/* the ulid type insert_plan uses */
 
 /*
  * Why a topic name is invalid, or NULL if Kafka accepts it.  *detail gets a
@@ -272,26 +273,44 @@ outbox_publish(PG_FUNCTION_ARGS)
 	char		nulls[5];
 	int			ret;
 
+	/*
+	 * The size counts what the relay will send, as the relay counts it:
+	 * payload, key, and the names and values of the headers, the event_id
+	 * header included.  What passes here, the relay sends.
+	 */
 	check_topic(topic);
 	size = check_headers(headers);
+	size += strlen(RESERVED_HEADER) + ULID_TEXT_LEN;
 	size += key ? VARSIZE_ANY_EXHDR(key) : 0;
 	size += payload ? VARSIZE_ANY_EXHDR(payload) : 0;
 	if (size > inbox_outbox_max_message_bytes)
 		ereport(ERROR,
 				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				errmsg("outbox message is too large"),
-				errdetail("Payload, key and headers take %lld bytes; inbox_outbox.max_message_bytes is %d.",
+				errdetail("Payload, key and headers, with the %d bytes of the event_id header, take %lld bytes; inbox_outbox.max_message_bytes is %d.",
+						  (int) (strlen(RESERVED_HEADER) + ULID_TEXT_LEN),
 						  (long long) size, inbox_outbox_max_message_bytes));
 
 	id = palloc(sizeof(pg_ulid));
 	ulid_generate(id);
 
 	SPI_connect();
+
+	/*
+	 * The plan names the ulid type by OID.  After DROP and CREATE EXTENSION
+	 * in this session's lifetime that OID is gone, and the plan must go too.
+	 */
+	if (insert_plan != NULL && insert_plan_ulid != get_fn_expr_rettype(fcinfo->flinfo))
+	{
+		SPI_freeplan(insert_plan);
+		insert_plan = NULL;
+	}
 	if (insert_plan == NULL)
 	{
 		Oid			argtypes[5];
 
-		argtypes[0] = get_fn_expr_rettype(fcinfo->flinfo);	/* ulid */
+		insert_plan_ulid = get_fn_expr_rettype(fcinfo->flinfo);
+		argtypes[0] = insert_plan_ulid;
 		argtypes[1] = TEXTOID;
 		argtypes[2] = TEXTOID;
 		argtypes[3] = BYTEAOID;

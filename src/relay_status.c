@@ -65,16 +65,15 @@ relay_worker(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum((int64) copy.published);
 	values[3] = Int64GetDatum((int64) copy.failed);
 	values[4] = Int64GetDatum((int64) copy.dead_lettered);
+	/* the error clears once a round goes through; its time stays */
 	if (copy.last_error[0] != '\0')
-	{
 		values[5] = CStringGetTextDatum(copy.last_error);
-		values[6] = TimestampTzGetDatum(copy.last_error_at);
-	}
 	else
-	{
 		nulls[5] = true;
+	if (copy.last_error_at != 0)
+		values[6] = TimestampTzGetDatum(copy.last_error_at);
+	else
 		nulls[6] = true;
-	}
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

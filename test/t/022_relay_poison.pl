@@ -279,7 +279,7 @@ is( $node->safe_psql(
 #
 $kafka->create_topic($missing, $partitions);
 my $k3_created_ms = $node->safe_psql('postgres',
-	"SELECT (extract(epoch FROM created_at) * 1000)::int8 FROM inbox_outbox.outbox_dead_letter WHERE id = '$k3_head'"
+	"SELECT floor(extract(epoch FROM created_at) * 1000)::int8 FROM inbox_outbox.outbox_dead_letter WHERE id = '$k3_head'"
 );
 is( $node->safe_psql(
 		'postgres', qq{
