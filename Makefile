@@ -64,6 +64,11 @@ PROVE_FLAGS = -I $(srcdir)/test/perl
 
 all: $(RELAY_LIB)
 
+# PGXS tracks no header dependencies unless PostgreSQL was configured with
+# --enable-depend; a stale object with an old shared-memory layout is a
+# silent memory corruption, so every object depends on every header.
+$(OBJS) $(RELAY_OBJS): $(wildcard $(srcdir)/src/*.h)
+
 $(RELAY_LIB): $(RELAY_OBJS)
 	$(CC) $(CFLAGS) $(RELAY_OBJS) $(LDFLAGS) $(LDFLAGS_SL) -shared -o $@ -lrdkafka
 

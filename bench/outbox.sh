@@ -140,8 +140,8 @@ relay_sql_stats() {
 	                    coalesce(sum(rows) FILTER (WHERE d), 0),
 	                    round(coalesce(sum(total_exec_time) FILTER (WHERE f), 0)::numeric),
 	                    round(coalesce(sum(total_exec_time) FILTER (WHERE d), 0)::numeric)
-	             FROM (SELECT *, query LIKE 'SELECT o.id, o.topic, o.key%' AS f,
-	                          query LIKE 'DELETE FROM inbox_outbox.outbox WHERE id = ANY%' AS d
+	             FROM (SELECT *, query LIKE 'SELECT o.ctid, o.id, o.topic%' AS f,
+	                          query LIKE 'DELETE FROM inbox_outbox.outbox WHERE ctid%' AS d
 	                   FROM pg_stat_statements) s"
 }
 
@@ -330,7 +330,7 @@ echo "Rows inserted while no relay ran; timed from the reload that starts the re
 echo "deleted the last acknowledged row. Ceilings: the same rows read and deleted by a procedure in"
 echo "PostgreSQL, batches of the same size, one transaction per batch (or per statement), no Kafka:"
 echo "\"DELETE … RETURNING\" deletes the oldest n rows and returns their columns; \"relay's statements\""
-echo "runs the relay's own SELECT and DELETE … WHERE id = ANY."
+echo "runs the relay's own SELECT and DELETE … WHERE ctid = ANY."
 echo
 echo "| batch_size, producer | relay events/s | ceiling: DELETE … RETURNING events/s | ratio | ceiling: relay's statements events/s | ratio | messages in the topic (kcat -Q) |"
 echo "|---|---|---|---|---|---|---|"

@@ -431,6 +431,18 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 }
 
 /*
+ * librdkafka warns at every producer's start that enable.gapless.guarantee
+ * is experimental.  The relay sets it on purpose (see the top of this
+ * file), so the warning says nothing to whoever reads the log.
+ */
+static bool
+expected_warning(const char *line)
+{
+	return strncmp(line, "CONFWARN:", 9) == 0 &&
+		strstr(line, "enable.gapless.guarantee is experimental") != NULL;
+}
+
+/*
  * Serve queued events (delivery reports, errors, logs) and report the log
  * lines the callbacks recorded.
  */
@@ -444,7 +456,8 @@ kafka_serve(KafkaProducer *producer)
 	rd_kafka_poll(producer->rk, 0);
 
 	for (int i = 0; i < producer->nlog; i++)
-		ereport(producer->log_level[i] <= 4 ? LOG : DEBUG1,
+		ereport(producer->log_level[i] <= 4 && !expected_warning(producer->log_line[i]) ?
+				LOG : DEBUG1,
 				errmsg_internal("librdkafka: %s", producer->log_line[i]));
 	if (producer->log_dropped > 0)
 		ereport(LOG,

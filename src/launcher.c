@@ -8,11 +8,15 @@
  * catalogs: it lists the databases that accept connections (optionally
  * only those named in inbox_outbox.databases) and starts a relay for each.
  * A relay that finds no extension in its database records that and exits;
- * the launcher leaves that database alone until some transaction creates or
- * updates the extension, which bumps a generation counter in shared memory
- * and wakes the launcher at commit (see relay_launcher_wakeup()).  So
- * CREATE EXTENSION starts a relay without a server restart, and DROP
- * EXTENSION stops it (the relay notices on its next round).
+ * the launcher frees its slot, so that the slots go to databases that have
+ * the extension, and leaves that database alone until some transaction
+ * creates or updates the extension, which bumps a generation counter in
+ * shared memory and wakes the launcher at commit (see
+ * relay_launcher_wakeup()).  So CREATE EXTENSION starts a relay without a
+ * server restart, and DROP EXTENSION stops it (the relay notices on its
+ * next round).  A database left without a relay for want of a slot or a
+ * background worker is named in a WARNING once and shown in its
+ * inbox_outbox.relay_status.
  *
  * A relay that exits for any other reason (an error, a lost broker
  * configuration) is started again after RELAY_RESTART_DELAY.  A relay that
@@ -61,12 +65,34 @@ typedef struct LauncherEntry
 {
 	BackgroundWorkerHandle *handle;
 	TimestampTz restart_at;
-	bool		absent;			/* no extension at generation absent_gen */
-	uint32		absent_gen;
 	bool		seen;			/* database still listed in this scan */
 } LauncherEntry;
 
 static LauncherEntry entries[RELAY_MAX_DATABASES];
+
+typedef struct ListedDatabase
+{
+	Oid			dbid;
+	NameData	name;
+} ListedDatabase;
+
+/*
+ * Databases whose relay found no extension, with the extension generation
+ * it saw.  They hold no slot, so that the slots go to databases that have
+ * the extension; a CREATE or ALTER EXTENSION anywhere bumps the generation,
+ * and they are tried again.
+ */
+typedef struct AbsentDatabase
+{
+	Oid			dbid;
+	uint32		generation;
+} AbsentDatabase;
+
+static List *absent_databases = NIL;
+
+/* Databases already warned about for want of a slot, or of a worker. */
+static List *warned_no_slot = NIL;
+static List *warned_no_worker = NIL;
 
 void
 launcher_register(void)
@@ -99,7 +125,7 @@ database_allowed(const char *name, List *allowed)
 	return false;
 }
 
-/* The OIDs of the databases that may have a relay. */
+/* The databases that may have a relay, as ListedDatabase. */
 static List *
 list_databases(void)
 {
@@ -156,7 +182,13 @@ list_databases(void)
 		if (!database_allowed(NameStr(db->datname), allowed))
 			continue;
 		old = MemoryContextSwitchTo(caller);
-		result = lappend_oid(result, db->oid);
+		{
+			ListedDatabase *d = palloc(sizeof(ListedDatabase));
+
+			d->dbid = db->oid;
+			namestrcpy(&d->name, NameStr(db->datname));
+			result = lappend(result, d);
+		}
 		MemoryContextSwitchTo(old);
 	}
 	table_endscan(scan);
@@ -194,7 +226,7 @@ slot_for_database(Oid dbid)
 	return free_slot;
 }
 
-static void
+static bool
 start_relay(int i, Oid dbid)
 {
 	BackgroundWorker worker;
@@ -215,9 +247,88 @@ start_relay(int i, Oid dbid)
 		entries[i].handle = NULL;
 		entries[i].restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															RELAY_RESTART_DELAY);
+		return false;
+	}
+	return true;
+}
+
+static AbsentDatabase *
+find_absent(Oid dbid)
+{
+	ListCell   *lc;
+
+	foreach(lc, absent_databases)
+	{
+		AbsentDatabase *a = lfirst(lc);
+
+		if (a->dbid == dbid)
+			return a;
+	}
+	return NULL;
+}
+
+static void
+forget_absent(Oid dbid)
+{
+	AbsentDatabase *a = find_absent(dbid);
+
+	if (a != NULL)
+	{
+		absent_databases = list_delete_ptr(absent_databases, a);
+		pfree(a);
+	}
+}
+
+static void
+note_absent(Oid dbid, uint32 generation)
+{
+	AbsentDatabase *a = find_absent(dbid);
+
+	if (a == NULL)
+	{
+		a = MemoryContextAlloc(TopMemoryContext, sizeof(AbsentDatabase));
+		a->dbid = dbid;
+		absent_databases = lappend(absent_databases, a);
+	}
+	a->generation = generation;
+}
+
+/*
+ * Say once, not at every pass, that a database gets no relay, and why;
+ * also record it in shared memory for inbox_outbox.relay_status.  Caller
+ * holds the lock.
+ */
+static void
+starve(const ListedDatabase *db, RelayStarvation why)
+{
+	if (inbox_outbox_shared->nstarved < RELAY_MAX_DATABASES)
+	{
+		inbox_outbox_shared->starved[inbox_outbox_shared->nstarved].dbid = db->dbid;
+		inbox_outbox_shared->starved[inbox_outbox_shared->nstarved].why = why;
+		inbox_outbox_shared->nstarved++;
+	}
+	if (why == RELAY_STARVED_NO_SLOT)
+	{
+		if (list_member_oid(warned_no_slot, db->dbid))
+			return;
+		warned_no_slot = lappend_oid(warned_no_slot, db->dbid);
 		ereport(WARNING,
-				errmsg("inbox_outbox launcher could not start a relay for database %u", dbid),
-				errhint("Raise max_worker_processes."));
+				errmsg("inbox_outbox launcher has no free relay slot for database \"%s\"",
+					   NameStr(db->name)),
+				errdetail("At most %d databases with the extension can have a relay at the same time.",
+						  RELAY_MAX_DATABASES),
+				errhint("Leave databases out with inbox_outbox.databases."));
+	}
+	else
+	{
+		if (list_member_oid(warned_no_worker, db->dbid))
+			return;
+		warned_no_worker = lappend_oid(warned_no_worker, db->dbid);
+		ereport(WARNING,
+				errmsg("inbox_outbox launcher could not start a relay for database \"%s\"",
+					   NameStr(db->name)),
+				errdetail("No background worker slot is free."),
+				errhint("Raise max_worker_processes: the launcher and one relay per database with the extension need one each, besides parallel query and other extensions."));
 	}
 }
 
@@ -239,19 +350,22 @@ launcher_pass(void)
 
 	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
 	generation = inbox_outbox_shared->extension_generation;
+	inbox_outbox_shared->nstarved = 0;
 
 	foreach(lc, databases)
 	{
-		Oid			dbid = lfirst_oid(lc);
-		int			i = slot_for_database(dbid);
+		ListedDatabase *db = lfirst(lc);
+		AbsentDatabase *absent = find_absent(db->dbid);
 		LauncherEntry *e;
 		RelaySlot  *slot;
+		int			i;
 
+		if (absent != NULL && absent->generation == generation)
+			continue;
+		i = slot_for_database(db->dbid);
 		if (i < 0)
 		{
-			ereport(WARNING,
-					errmsg("inbox_outbox launcher has no free relay slot for database %u", dbid),
-					errdetail("At most %d databases can have a relay.", RELAY_MAX_DATABASES));
+			starve(db, RELAY_STARVED_NO_SLOT);
 			continue;
 		}
 		e = &entries[i];
@@ -268,15 +382,15 @@ launcher_pass(void)
 			e->handle = NULL;
 			if (slot->no_extension)
 			{
-				e->absent = true;
-				e->absent_gen = slot->seen_generation;
+				/* no extension here: give the slot to a database that has it */
+				note_absent(db->dbid, slot->seen_generation);
+				memset(slot, 0, sizeof(RelaySlot));
+				memset(e, 0, sizeof(LauncherEntry));
+				continue;
 			}
-			else
-				e->restart_at = TimestampTzPlusMilliseconds(now, RELAY_RESTART_DELAY);
+			e->restart_at = TimestampTzPlusMilliseconds(now, RELAY_RESTART_DELAY);
 		}
 
-		if (e->absent && e->absent_gen == generation)
-			continue;
 		/* a relay started by an earlier launcher that exited */
 		if (e->handle == NULL && slot->pid != 0)
 			continue;
@@ -285,11 +399,42 @@ launcher_pass(void)
 			long		wait = (long) ((e->restart_at - now) / 1000);
 
 			nap = Min(nap, Max(wait, 10));
+			if (slot->state == RELAY_NO_WORKER)
+				starve(db, RELAY_STARVED_NO_WORKER);
 			continue;
 		}
-		e->absent = false;
+		forget_absent(db->dbid);
 		slot->no_extension = false;
-		start_relay(i, dbid);
+		if (start_relay(i, db->dbid))
+		{
+			slot->state = RELAY_STOPPED;
+			warned_no_slot = list_delete_oid(warned_no_slot, db->dbid);
+			warned_no_worker = list_delete_oid(warned_no_worker, db->dbid);
+		}
+		else
+		{
+			slot->state = RELAY_NO_WORKER;
+			starve(db, RELAY_STARVED_NO_WORKER);
+		}
+	}
+
+	/* forget databases without the extension that are no longer listed */
+	foreach(lc, absent_databases)
+	{
+		AbsentDatabase *a = lfirst(lc);
+		bool		listed = false;
+		ListCell   *dc;
+
+		foreach(dc, databases)
+		{
+			if (((ListedDatabase *) lfirst(dc))->dbid == a->dbid)
+				listed = true;
+		}
+		if (!listed)
+		{
+			absent_databases = foreach_delete_current(absent_databases, lc);
+			pfree(a);
+		}
 	}
 
 	/* databases dropped or no longer listed: stop their relay, free the slot */
@@ -332,7 +477,7 @@ launcher_pass(void)
 	}
 	LWLockRelease(inbox_outbox_shared->lock);
 
-	list_free(databases);
+	list_free_deep(databases);
 	return nap;
 }
 

@@ -69,12 +69,12 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/int.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "mb/pg_wchar.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
@@ -107,6 +107,11 @@
 PG_MODULE_MAGIC;
 
 PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
+
+static bool producer_settings_changed(void);
+static bool producer_settings_accepted(void);
+static void relay_wait_until_resolved(const char *reason, const char *hint,
+									  bool (*resolved) (void)) pg_attribute_noreturn();
 
 /* Inbox pruning: claims per transaction, and how often to look. */
 #define PRUNE_BATCH				10000
@@ -673,10 +678,6 @@ relay_process_reload(void)
 	}
 }
 
-static bool producer_settings_changed(void);
-static bool producer_settings_accepted(void);
-static void relay_wait_until_resolved(const char *reason, const char *hint,
-									  bool (*resolved) (void)) pg_attribute_noreturn();
 
 static bool
 producer_config_changed(void)

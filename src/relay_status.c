@@ -27,6 +27,7 @@ static const char *const state_names[] = {
 	[RELAY_BACKING_OFF] = "backing off",
 	[RELAY_BROKER_UNREACHABLE] = "broker unreachable",
 	[RELAY_STOPPED] = "stopped",
+	[RELAY_NO_WORKER] = "no free worker",
 };
 
 Datum
@@ -37,6 +38,7 @@ relay_worker(PG_FUNCTION_ARGS)
 	bool		nulls[7];
 	RelaySlot	copy;
 	RelaySlot  *slot = NULL;
+	int			starved = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -51,6 +53,11 @@ relay_worker(PG_FUNCTION_ARGS)
 		slot = relay_slot_find(MyDatabaseId);
 		if (slot != NULL)
 			copy = *slot;
+		for (int i = 0; i < inbox_outbox_shared->nstarved; i++)
+		{
+			if (inbox_outbox_shared->starved[i].dbid == MyDatabaseId)
+				starved = inbox_outbox_shared->starved[i].why;
+		}
 		LWLockRelease(inbox_outbox_shared->lock);
 	}
 
@@ -60,8 +67,14 @@ relay_worker(PG_FUNCTION_ARGS)
 		nulls[0] = true;
 	if (inbox_outbox_shared == NULL)
 		values[1] = CStringGetTextDatum("not preloaded");
+	else if (copy.pid != 0)
+		values[1] = CStringGetTextDatum(state_names[copy.state]);
+	else if (starved == RELAY_STARVED_NO_SLOT)
+		values[1] = CStringGetTextDatum("no relay slot");
+	else if (starved == RELAY_STARVED_NO_WORKER || copy.state == RELAY_NO_WORKER)
+		values[1] = CStringGetTextDatum("no free worker");
 	else
-		values[1] = CStringGetTextDatum(copy.pid != 0 ? state_names[copy.state] : "stopped");
+		values[1] = CStringGetTextDatum("stopped");
 	values[2] = Int64GetDatum((int64) copy.published);
 	values[3] = Int64GetDatum((int64) copy.failed);
 	values[4] = Int64GetDatum((int64) copy.dead_lettered);

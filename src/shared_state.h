@@ -16,7 +16,7 @@
 
 #include "ulid.h"
 
-/* Databases that can have a relay at the same time. */
+/* Databases with the extension that can have a relay at the same time. */
 #define RELAY_MAX_DATABASES		64
 #define RELAY_ERROR_LEN			256
 
@@ -27,8 +27,22 @@ typedef enum RelayState
 	RELAY_PUBLISHING,
 	RELAY_BACKING_OFF,
 	RELAY_BROKER_UNREACHABLE,
-	RELAY_STOPPED
+	RELAY_STOPPED,
+	RELAY_NO_WORKER				/* the launcher found no free worker */
 } RelayState;
+
+/* Why a database with the extension has no relay. */
+typedef enum RelayStarvation
+{
+	RELAY_STARVED_NO_SLOT = 1,
+	RELAY_STARVED_NO_WORKER
+} RelayStarvation;
+
+typedef struct StarvedDatabase
+{
+	Oid			dbid;
+	RelayStarvation why;
+} StarvedDatabase;
 
 /*
  * A relay's slot.  The launcher assigns it (dbid), the relay fills in the
@@ -70,6 +84,8 @@ typedef struct InboxOutboxShared
 	pid_t		launcher_pid;
 	uint32		extension_generation;	/* bumped at CREATE/ALTER EXTENSION */
 	RelaySlot	relays[RELAY_MAX_DATABASES];
+	int			nstarved;		/* databases the last launcher pass left out */
+	StarvedDatabase starved[RELAY_MAX_DATABASES];
 
 	int			nconsumers;		/* used entries of consumers[] */
 	InboxConsumerStats consumers[INBOX_MAX_CONSUMERS];

@@ -50,29 +50,35 @@ BEGIN
 END $$;
 
 -- PostgreSQL-only ceiling with the relay's own statements (src/relay.c):
--- read a batch in one transaction, delete it by id in another.
+-- read a batch in one transaction, delete it by ctid in another.
 CREATE PROCEDURE drain_relay_statements(n int, INOUT total bigint DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
-	ids ulid[];
+	tids tid[];
 	bytes bigint;
+	deleted bigint;
 BEGIN
 	LOOP
-		SELECT array_agg(q.id), sum(length(q.payload) + length(q.key))
-		INTO ids, bytes
-		FROM (SELECT o.id, o.topic, o.key, o.payload, o.headers,
-					 (extract(epoch FROM o.created_at) * 1000)::int8, o.attempts
+		SELECT array_agg(q.ctid), sum(length(q.payload) + length(q.key))
+		INTO tids, bytes
+		FROM (SELECT o.ctid, o.id, o.topic,
+					 CASE WHEN octet_length(o.key) <= 1000000 THEN o.key END AS key,
+					 CASE WHEN octet_length(o.payload) <= 1000000 THEN o.payload END AS payload,
+					 CASE WHEN pg_column_size(o.headers) <= 1000000 THEN o.headers::text END,
+					 o.created_at, o.attempts, octet_length(o.key), octet_length(o.payload),
+					 pg_column_size(o.headers)
 				FROM inbox_outbox.outbox o
-			   WHERE (o.attempts = 0 OR o.next_attempt_at <= now())
+			   WHERE (o.attempts = 0 OR o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
 				 AND NOT EXISTS (SELECT 1 FROM inbox_outbox.outbox f
 								  WHERE f.attempts > 0 AND f.topic = o.topic
-									AND f.key = o.key AND f.id < o.id)
+									AND f.key = o.key AND f.id::uuid < o.id::uuid)
 			   ORDER BY o.id LIMIT n) q;
 		COMMIT;
-		EXIT WHEN ids IS NULL;
-		DELETE FROM inbox_outbox.outbox WHERE id = ANY (ids);
+		EXIT WHEN tids IS NULL;
+		WITH d AS (DELETE FROM inbox_outbox.outbox WHERE ctid = ANY (tids) RETURNING ctid, id)
+		SELECT count(*) INTO deleted FROM d;
 		COMMIT;
-		total := total + cardinality(ids);
+		total := total + deleted;
 	END LOOP;
 END $$;
 
@@ -83,7 +89,10 @@ END $$;
 -- relay deletes, the time since that statement.  Only topic 'latency'.
 CREATE UNLOGGED TABLE acked (tag text, latency_ms float8);
 
-CREATE FUNCTION record_ack() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The relay runs with search_path = pg_catalog, pg_temp, so a trigger it
+-- fires names its schema.
+CREATE FUNCTION record_ack() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = public, pg_catalog AS $$
 DECLARE
 	f text[] := string_to_array(convert_from(OLD.payload, 'UTF8'), ' ');
 BEGIN
