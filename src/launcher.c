@@ -307,29 +307,27 @@ starve(const ListedDatabase *db, RelayStarvation why)
 		inbox_outbox_shared->starved[inbox_outbox_shared->nstarved].why = why;
 		inbox_outbox_shared->nstarved++;
 	}
-	if (why == RELAY_STARVED_NO_SLOT)
 	{
-		if (list_member_oid(warned_no_slot, db->dbid))
+		List	  **warned = (why == RELAY_STARVED_NO_SLOT) ?
+			&warned_no_slot : &warned_no_worker;
+
+		if (list_member_oid(*warned, db->dbid))
 			return;
-		warned_no_slot = lappend_oid(warned_no_slot, db->dbid);
+		*warned = lappend_oid(*warned, db->dbid);
+	}
+	if (why == RELAY_STARVED_NO_SLOT)
 		ereport(WARNING,
 				errmsg("inbox_outbox launcher has no free relay slot for database \"%s\"",
 					   NameStr(db->name)),
 				errdetail("At most %d databases with the extension can have a relay at the same time.",
 						  RELAY_MAX_DATABASES),
 				errhint("Leave databases out with inbox_outbox.databases."));
-	}
 	else
-	{
-		if (list_member_oid(warned_no_worker, db->dbid))
-			return;
-		warned_no_worker = lappend_oid(warned_no_worker, db->dbid);
 		ereport(WARNING,
 				errmsg("inbox_outbox launcher could not start a relay for database \"%s\"",
 					   NameStr(db->name)),
 				errdetail("No background worker slot is free."),
 				errhint("Raise max_worker_processes: the launcher and one relay per database with the extension need one each, besides parallel query and other extensions."));
-	}
 }
 
 /*

@@ -94,7 +94,6 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -1327,18 +1326,24 @@ relay_prune_inbox(void)
 	}
 }
 
+/* The OID of the role inbox_outbox.relay_role names, or InvalidOid. */
+static Oid
+lookup_relay_role(void)
+{
+	Oid			role;
+
+	begin_work("inbox_outbox relay: looking up its role");
+	role = get_role_oid(inbox_outbox_relay_role, true);
+	end_work();
+	return role;
+}
+
 /* Whether inbox_outbox.relay_role changed, or names a role now. */
 static bool
 relay_role_resolved(void)
 {
-	bool		exists;
-
-	if (strcmp(inbox_outbox_relay_role, wanted_role) != 0)
-		return true;
-	begin_work("inbox_outbox relay: looking up its role");
-	exists = OidIsValid(get_role_oid(inbox_outbox_relay_role, true));
-	end_work();
-	return exists;
+	return strcmp(inbox_outbox_relay_role, wanted_role) != 0 ||
+		OidIsValid(lookup_relay_role());
 }
 
 /*
@@ -1348,14 +1353,12 @@ relay_role_resolved(void)
 static void
 relay_become_role(void)
 {
-	Oid			role = InvalidOid;
+	Oid			role;
 
 	if (inbox_outbox_relay_role == NULL || inbox_outbox_relay_role[0] == '\0')
 		return;
 
-	begin_work("inbox_outbox relay: looking up its role");
-	role = get_role_oid(inbox_outbox_relay_role, true);
-	end_work();
+	role = lookup_relay_role();
 	if (!OidIsValid(role))
 	{
 		wanted_role = pstrdup(inbox_outbox_relay_role);
