@@ -30,7 +30,7 @@ OBJS = \
 # ulid, parameter and kafka_config symbols from inbox_outbox.so, which is
 # always preloaded there.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
-RELAY_OBJS = src/relay.o src/kafka.o src/kafka_headers.o
+RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o
 
 DATA = $(wildcard inbox_outbox--*.sql)
 

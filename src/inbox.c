@@ -16,23 +16,30 @@
  * consumer (since server start); counting them in a table would make every
  * duplicate a write.
  *
- * Old claims are deleted by the relay between rounds (inbox_prune_batch(),
+ * Old claims are deleted by the relay between rounds (inbox_prune_paced():
  * bounded batches in short transactions, oldest first through the btree on
- * claimed_at, each batch starting where the last one ended), or by CALL
- * inbox_prune() where no relay runs.
+ * claimed_at, each batch starting where the last one ended, paced so that
+ * retention takes a bounded share of the machine), or by CALL inbox_prune()
+ * where no relay runs.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "inbox_outbox.h"
@@ -253,6 +260,81 @@ inbox_prune_batch(int64 retention_ms, int batch_size, TimestampTz *from)
 		*from = DatumGetTimestampTz(newest);
 	SPI_finish();
 	return deleted;
+}
+
+/*
+ * Go on with the relay's retention pass: delete expired claims in batches of
+ * INBOX_PRUNE_BATCH, each in a short transaction of its own (begin and end
+ * start and commit one, as the relay's role), so claims continue meanwhile.
+ *
+ * A pass starts every INBOX_PRUNE_INTERVAL_MS and goes through the expired
+ * claims oldest first, each batch starting where the last one ended.  After
+ * each batch the relay rests twice as long as the batch took, so pruning
+ * takes at most about a third of one core, and writes WAL (full-page images,
+ * mostly, of the pages it empties) at a third of the rate it could, however
+ * much has expired: the claims' commits wait for that WAL too.  A commit
+ * that wakes the relay interrupts the pass (publishing comes first; the
+ * latch stays set for the relay's loop), and so do a stop and a reload; the
+ * pass goes on at the next call rather than at the next interval, so a busy
+ * outbox cannot starve retention.
+ */
+void
+inbox_prune_paced(InboxPrunePass *pass, void (*begin) (const char *activity),
+				  void (*end) (void))
+{
+	int64		retention_ms = (int64) inbox_outbox_inbox_retention * 1000;
+
+	if (inbox_outbox_inbox_retention < 0)
+	{
+		pass->open = false;
+		return;
+	}
+	if (!pass->open)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (!TimestampDifferenceExceeds(pass->last_pass, now, INBOX_PRUNE_INTERVAL_MS))
+			return;
+		pass->last_pass = now;
+		pass->open = true;
+		TIMESTAMP_NOBEGIN(pass->from);
+	}
+
+	for (;;)
+	{
+		int64		deleted;
+		Oid			inbox;
+		instr_time	started;
+		instr_time	took;
+
+		INSTR_TIME_SET_CURRENT(started);
+		begin("inbox_outbox relay: pruning inbox");
+		inbox = get_relname_relid("inbox", get_namespace_oid("inbox_outbox", true));
+		if (!OidIsValid(inbox))
+		{
+			/* extension not yet updated to a version with an inbox */
+			end();
+			pass->open = false;
+			return;
+		}
+		deleted = inbox_prune_batch(retention_ms, INBOX_PRUNE_BATCH, &pass->from);
+		end();
+		INSTR_TIME_SET_CURRENT(took);
+		INSTR_TIME_SUBTRACT(took, started);
+
+		if (deleted < INBOX_PRUNE_BATCH)
+		{
+			pass->open = false;
+			return;
+		}
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending || ConfigReloadPending)
+			return;
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					  Max(1, (long) (2 * INSTR_TIME_GET_MILLISEC(took))),
+					  PG_WAIT_EXTENSION) & WL_LATCH_SET)
+			return;				/* a commit is waiting: keep the latch set */
+	}
 }
 
 /*

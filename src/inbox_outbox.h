@@ -47,8 +47,22 @@ extern PGDLLIMPORT int inbox_outbox_refused_at_start;
 
 extern void log_redact_init(void);
 
+/* The relay's retention of inbox claims (inbox.c). */
+#define INBOX_PRUNE_BATCH			10000	/* claims per transaction */
+#define INBOX_PRUNE_INTERVAL_MS		10000	/* how often a pass starts */
+
+typedef struct InboxPrunePass
+{
+	TimestampTz last_pass;		/* when the last pass started */
+	bool		open;			/* a pass is under way */
+	TimestampTz from;			/* where its next batch starts */
+} InboxPrunePass;
+
 extern int64 inbox_prune_batch(int64 retention_ms, int batch_size,
-								TimestampTz *from);
+							   TimestampTz *from);
+extern void inbox_prune_paced(InboxPrunePass *pass,
+							  void (*begin) (const char *activity),
+							  void (*end) (void));
 
 extern void launcher_register(void);
 

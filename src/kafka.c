@@ -50,6 +50,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -86,17 +88,46 @@ struct KafkaProducer
 	char		error[KAFKA_ERROR_LEN];
 };
 
+/*
+ * The class of a delivery error.  A purge, a fatal error of the producer
+ * (which fails every message in flight) and the producer's destruction say
+ * nothing about the message itself: it was not sent, and that costs it no
+ * attempt.
+ */
+static KafkaOutcome
+classify(rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_NO_ERROR:
+			return KAFKA_DELIVERED;
+		case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+		case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+		case RD_KAFKA_RESP_ERR__FATAL:
+		case RD_KAFKA_RESP_ERR__DESTROY:
+			return KAFKA_NOT_SENT;
+		default:
+			return KAFKA_FAILED;
+	}
+}
+
+static void
+set_result(KafkaProducer *producer, intptr_t index, KafkaOutcome outcome,
+		   rd_kafka_resp_err_t err)
+{
+	if (index >= 0 && index < producer->nresults)
+	{
+		producer->results[index].outcome = outcome;
+		producer->results[index].err = (int) err;
+	}
+}
+
 static void
 delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	KafkaProducer *producer = (KafkaProducer *) opaque;
-	intptr_t	index = (intptr_t) msg->_private;
 
-	if (index >= 0 && index < producer->nresults)
-	{
-		producer->results[index].done = true;
-		producer->results[index].err = msg->err;
-	}
+	set_result(producer, (intptr_t) msg->_private, classify(msg->err), msg->err);
 	producer->outstanding--;
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		producer->brokers_down = false;
@@ -396,12 +427,14 @@ kafka_outstanding(KafkaProducer *producer)
 }
 
 /*
- * Produce one message; its outcome arrives in results[index].  Returns the
- * error if librdkafka refused the message outright (no delivery report will
- * follow).  RD_KAFKA_RESP_ERR__QUEUE_FULL means no room now: the caller
- * waits, serving delivery reports, and tries again.
+ * Produce one message; its outcome arrives in results[index], at once if
+ * librdkafka refuses it outright: KAFKA_REJECTED for a message above the
+ * producer's message.max.bytes, KAFKA_FAILED otherwise (a topic it has
+ * learnt does not exist, say, which may yet be created).  Returns false
+ * only if librdkafka's queue is full: then the caller waits, serving
+ * delivery reports, and tries again.
  */
-rd_kafka_resp_err_t
+bool
 kafka_produce(KafkaProducer *producer, int index, const char *topic,
 			  const char *key, size_t key_len,
 			  const char *value, size_t value_len,
@@ -424,10 +457,18 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 							RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
 							RD_KAFKA_V_END);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
 		producer->outstanding++;
-	else
-		rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
-	return err;
+		return true;
+	}
+
+	rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return false;
+	set_result(producer, index,
+			   err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? KAFKA_REJECTED : KAFKA_FAILED,
+			   err);
+	return true;
 }
 
 /*
@@ -494,4 +535,13 @@ kafka_take_error(KafkaProducer *producer, char *buf, size_t len)
 	strlcpy(buf, producer->error, len);
 	producer->error_new = false;
 	return true;
+}
+
+/* A message's error as "NAME: description", in the current memory context. */
+char *
+kafka_describe(const KafkaResult *result)
+{
+	rd_kafka_resp_err_t err = (rd_kafka_resp_err_t) result->err;
+
+	return psprintf("%s: %s", rd_kafka_err2name(err), rd_kafka_err2str(err));
 }

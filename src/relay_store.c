@@ -1,0 +1,736 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_store.c
+ *	  The relay's side of the database: reading the outbox, choosing what a
+ *	  round sends, deleting what Kafka acknowledged and recording failures.
+ *
+ * Everything here runs in the relay's own short transactions
+ * (relay_begin_work()/relay_end_work()), as inbox_outbox.relay_role when it
+ * is set, and none of it waits for Kafka: relay.c produces the rows read
+ * here with no transaction open and hands back each message's outcome.
+ *
+ * A round's rows live in a memory context the relay resets every round.
+ * A value above inbox_outbox.max_message_bytes is never read: its row can
+ * only go to the dead-letter table.  Deletes of acknowledged rows commit in
+ * a transaction of their own before any failure is recorded, and each
+ * failure is recorded in a subtransaction of its own, so that nothing about
+ * one row can undo the deletes or stop the others.
+ *
+ * Trust: no statement here resolves a name through a schema a database
+ * role can write (see prepare_plans() and docs/design.md, "Trust").
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/itemptr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "inbox_outbox.h"
+#include "relay_store.h"
+#include "spi_plan.h"
+
+/* Most payload, key and header bytes one round reads and produces. */
+#define RELAY_ROUND_BYTES		(64 * 1024 * 1024)
+
+/* Longest wait between retries of a failed row. */
+#define RELAY_MAX_BACKOFF_MS	60000
+
+/* The store's state: the relay's role, its saved plans, the last choice. */
+typedef struct RelayStore
+{
+	Oid			role;			/* InvalidOid: the bootstrap superuser */
+	Oid			saved_userid;
+	int			saved_sec_context;
+	bool		last_was_retry; /* the last round was an isolated retry */
+	SPIPlanPtr	fetch_plan;
+	SPIPlanPtr	next_retry_plan;
+	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	fail_plan;
+	SPIPlanPtr	dead_letter_plan;
+} RelayStore;
+
+static RelayStore store;
+
+/*
+ * Every later transaction of the relay runs as role (InvalidOid: as the
+ * bootstrap superuser it connected as).
+ */
+void
+relay_store_set_role(Oid role)
+{
+	store.role = role;
+}
+
+/*
+ * With inbox_outbox.relay_role set, each of the relay's transactions runs
+ * as that role.  A background worker cannot connect as a role without LOGIN
+ * before PostgreSQL 17, and the relay's role needs no LOGIN, so the relay
+ * connects as the bootstrap superuser and becomes the role inside every
+ * transaction it starts, as autovacuum and logical replication's apply
+ * worker become a table's owner: SECURITY_LOCAL_USERID_CHANGE forbids SET
+ * ROLE and SET SESSION AUTHORIZATION meanwhile, and an error's abort
+ * restores the user the transaction started with.  (PostgreSQL insists
+ * that no transaction starts in such a context, so it is entered and left
+ * within each.)
+ */
+static void
+relay_enter_role(void)
+{
+	if (!OidIsValid(store.role))
+		return;
+	GetUserIdAndSecContext(&store.saved_userid, &store.saved_sec_context);
+	SetUserIdAndSecContext(store.role,
+						   store.saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+static void
+relay_leave_role(void)
+{
+	if (!OidIsValid(store.role))
+		return;
+	SetUserIdAndSecContext(store.saved_userid, store.saved_sec_context);
+}
+
+/*
+ * Start one of the relay's short transactions, as its role, with SPI
+ * connected and a snapshot pushed.
+ */
+void
+relay_begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	relay_enter_role();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/* Commit a transaction relay_begin_work() started. */
+void
+relay_end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	relay_leave_role();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Prepare the relay's statements.  Runs inside a transaction, once the
+ * extension is known to exist.
+ *
+ * No statement names a ulid operator.  A saved plan is parsed again from its
+ * text whenever a schema or an operator changes, so a name such as
+ * OPERATOR(public.=) would be looked up afresh, and whoever may rename the
+ * extension's schema (a database owner owns public) could rename it and
+ * put an operator of theirs under the old name.  A ulid has the bytes of a
+ * uuid and the same order, so the statements compare ids as uuid with
+ * pg_catalog's operators, after a cast that PostgreSQL finds by type, not
+ * by name.  Rows are found by their ctid, a TID scan, and checked by id:
+ * a failure record matches both, so a row that moved between the read and
+ * the write (VACUUM FULL) is simply not found and is read again; the delete
+ * of acknowledged rows is checked in C (relay_delete_acknowledged()).
+ * ORDER BY o.id takes the type's default operator class, also found by
+ * type.
+ */
+static void
+prepare_plans(void)
+{
+	Oid			argtypes[4];
+
+	if (store.fetch_plan != NULL)
+		return;
+
+	/*
+	 * A value larger than $2 (inbox_outbox.max_message_bytes) is not read
+	 * at all: its row can only go to the dead-letter table, and reading it
+	 * could take gigabytes.  octet_length() and pg_column_size() look at a
+	 * value's header only.
+	 */
+	argtypes[0] = INT4OID;
+	argtypes[1] = INT4OID;
+	store.fetch_plan = spi_prepare_kept(
+		"SELECT o.ctid, o.id, o.topic,"
+		"       CASE WHEN pg_catalog.octet_length(o.key) OPERATOR(pg_catalog.<=) $2 THEN o.key END,"
+		"       CASE WHEN pg_catalog.octet_length(o.payload) OPERATOR(pg_catalog.<=) $2 THEN o.payload END,"
+		"       CASE WHEN pg_catalog.pg_column_size(o.headers) OPERATOR(pg_catalog.<=) $2"
+		"            THEN o.headers::pg_catalog.text END,"
+		"       o.created_at, o.attempts,"
+		"       pg_catalog.octet_length(o.key), pg_catalog.octet_length(o.payload),"
+		"       pg_catalog.pg_column_size(o.headers)"
+		"  FROM inbox_outbox.outbox o"
+		" WHERE (o.attempts OPERATOR(pg_catalog.=) 0 OR o.next_attempt_at IS NULL"
+		"        OR o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
+		"   AND NOT EXISTS (SELECT 1 FROM inbox_outbox.outbox f"
+		"                    WHERE f.attempts OPERATOR(pg_catalog.>) 0"
+		"                      AND f.topic OPERATOR(pg_catalog.=) o.topic"
+		"                      AND f.key OPERATOR(pg_catalog.=) o.key"
+		"                      AND f.id::pg_catalog.uuid OPERATOR(pg_catalog.<) o.id::pg_catalog.uuid)"
+		" ORDER BY o.id LIMIT $1",
+		2, argtypes);
+
+	store.next_retry_plan = spi_prepare_kept(
+		"SELECT pg_catalog.min(next_attempt_at) FROM inbox_outbox.outbox"
+		" WHERE attempts OPERATOR(pg_catalog.>) 0",
+		0, NULL);
+
+	/* the ids are checked in C: see relay_delete_acknowledged() */
+	argtypes[0] = get_array_type(TIDOID);
+	store.delete_plan = spi_prepare_kept(
+		"DELETE FROM inbox_outbox.outbox"
+		" WHERE ctid OPERATOR(pg_catalog.=) ANY ($1)"
+		" RETURNING ctid, id",
+		1, argtypes);
+
+	argtypes[0] = TIDOID;
+	argtypes[1] = TEXTOID;
+	argtypes[2] = TIMESTAMPTZOID;
+	argtypes[3] = UUIDOID;
+	store.fail_plan = spi_prepare_kept(
+		"UPDATE inbox_outbox.outbox"
+		"   SET attempts = attempts OPERATOR(pg_catalog.+) 1, last_error = $2,"
+		"       next_attempt_at = $3"
+		" WHERE ctid OPERATOR(pg_catalog.=) $1"
+		"   AND id::pg_catalog.uuid OPERATOR(pg_catalog.=) $4",
+		4, argtypes);
+
+	/*
+	 * An id can be in the dead-letter table already: a dead letter copied
+	 * back into the outbox by hand keeps its old row there.  The newer
+	 * failure replaces it.
+	 */
+	argtypes[2] = INT4OID;
+	store.dead_letter_plan = spi_prepare_kept(
+		"WITH moved AS (DELETE FROM inbox_outbox.outbox"
+		"                WHERE ctid OPERATOR(pg_catalog.=) $1"
+		"                  AND id::pg_catalog.uuid OPERATOR(pg_catalog.=) $4"
+		"                RETURNING *)"
+		" INSERT INTO inbox_outbox.outbox_dead_letter"
+		"   (id, topic, key, payload, headers, created_at, attempts, last_error)"
+		" SELECT id, topic, key, payload, headers, created_at,"
+		"        attempts OPERATOR(pg_catalog.+) $3, $2"
+		"   FROM moved"
+		" ON CONFLICT (id) DO UPDATE"
+		"   SET topic = excluded.topic, key = excluded.key,"
+		"       payload = excluded.payload, headers = excluded.headers,"
+		"       created_at = excluded.created_at, attempts = excluded.attempts,"
+		"       last_error = excluded.last_error, failed_at = excluded.failed_at",
+		4, argtypes);
+}
+
+/* Payload, key and header bytes: what inbox_outbox.max_message_bytes limits. */
+int64
+relay_row_size(const RelayRow *row)
+{
+	return (int64) row->payload_len + row->key_len + row->headers_len;
+}
+
+/*
+ * A row's created_at as a Kafka timestamp: milliseconds since 1970,
+ * truncated as a ULID's time is.  A time Kafka cannot carry (infinite, or
+ * before 1970) gives 0, which lets the producer stamp the message.
+ */
+static int64
+kafka_timestamp(TimestampTz ts)
+{
+	int64		us;
+
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		pg_add_s64_overflow(ts, (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY, &us) ||
+		us < 0)
+		return 0;
+	return us / 1000;
+}
+
+/* Milliseconds from now until ts, at least 0 and at most a day. */
+static int64
+ms_until(TimestampTz ts)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (ts <= now)
+		return 0;
+	if (TIMESTAMP_IS_NOEND(ts) || ts - now > USECS_PER_DAY)
+		return (int64) SECS_PER_DAY * 1000;
+	return (ts - now) / 1000;
+}
+
+/*
+ * A key or payload, detoasted straight into the round's memory: one copy,
+ * the one librdkafka is handed.
+ */
+static char *
+copy_bytes(Datum value, int *len)
+{
+	bytea	   *b = DatumGetByteaPCopy(value);
+
+	*len = VARSIZE(b) - VARHDRSZ;
+	return VARDATA(b);
+}
+
+/* An int4 column that is NULL when the value it measures is. */
+static int
+size_of(HeapTuple tup, TupleDesc desc, int column)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, column, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * The row's headers, from the text of its jsonb, plus event_id.  A row
+ * whose headers cannot be sent (the CHECK constraint on the outbox keeps
+ * them out, but a row restored from elsewhere may lack it) gets the reason
+ * in row->unsendable and goes to the dead-letter table.
+ */
+static void
+copy_headers(RelayRow *row, Datum value, bool isnull)
+{
+	size_t		bytes = 0;
+	int			n = 0;
+
+	if (isnull)
+		row->headers = palloc(sizeof(KafkaHeader));
+	else
+	{
+		text	   *json = DatumGetTextPP(value);
+		char		errbuf[256];
+
+		if (!kafka_headers_from_json(VARDATA_ANY(json), VARSIZE_ANY_EXHDR(json),
+									 GetDatabaseEncoding(), &row->headers, &n,
+									 &bytes, errbuf, sizeof(errbuf)))
+		{
+			row->unsendable = psprintf("headers cannot be sent (%s)", errbuf);
+			row->headers = palloc(sizeof(KafkaHeader));
+			n = 0;
+			bytes = 0;
+		}
+	}
+
+	row->headers[n].name = KAFKA_EVENT_ID_HEADER;
+	row->headers[n].value = row->id_text;
+	row->headers[n].value_len = ULID_TEXT_LEN;
+	row->nheaders = n + 1;
+	row->headers_len = bytes + strlen(KAFKA_EVENT_ID_HEADER) + ULID_TEXT_LEN;
+}
+
+/*
+ * Read the next batch into cxt, in the caller's transaction (see
+ * relay_begin_work()).  Returns the number of rows; *next_retry_ms is set to
+ * the wait until the earliest pending retry, or -1 if none.
+ *
+ * The batch ends at inbox_outbox.batch_size rows or before the row that
+ * would take it past RELAY_ROUND_BYTES (one row is always taken), counted
+ * per row from the values' sizes before they are read.  A row above
+ * inbox_outbox.max_message_bytes costs nothing: its values are not read, and
+ * it goes to the dead-letter table.  The cursor hands over rows 256 at a
+ * time, holding toasted values as pointers, so that is all the memory a
+ * round takes besides its rows' values, each held once.
+ */
+int
+relay_store_fetch(MemoryContext cxt, RelayRow **rows_out, int64 *next_retry_ms)
+{
+	int			batch = inbox_outbox_batch_size;
+	Datum		args[2];
+	int			n = 0;
+	int64		bytes = 0;
+	bool		full = false;
+	RelayRow   *rows;
+	Portal		portal;
+	MemoryContext old;
+
+	prepare_plans();
+
+	old = MemoryContextSwitchTo(cxt);
+	rows = palloc0(sizeof(RelayRow) * batch);
+	MemoryContextSwitchTo(old);
+
+	args[0] = Int32GetDatum(batch);
+	args[1] = Int32GetDatum(inbox_outbox_max_message_bytes);
+	portal = SPI_cursor_open(NULL, store.fetch_plan, args, NULL, true);
+	while (n < batch && !full)
+	{
+		SPI_cursor_fetch(portal, true, Min(256, batch - n));
+		if (SPI_processed == 0)
+			break;
+
+		old = MemoryContextSwitchTo(cxt);
+		for (uint64 i = 0; i < SPI_processed && !full; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			RelayRow   *row = &rows[n];
+			int			key_size = size_of(tup, desc, 9);
+			int			payload_size = size_of(tup, desc, 10);
+			int			headers_size = size_of(tup, desc, 11);
+			bool		withheld = key_size > inbox_outbox_max_message_bytes ||
+				payload_size > inbox_outbox_max_message_bytes ||
+				headers_size > inbox_outbox_max_message_bytes;
+			int64		cost = withheld ? 0 :
+				(int64) key_size + payload_size + headers_size;
+			bool		isnull;
+			Datum		d;
+
+			if (n > 0 && bytes + cost > RELAY_ROUND_BYTES)
+			{
+				full = true;	/* this row and the rest wait for a later round */
+				break;
+			}
+			n++;
+			bytes += cost;
+
+			ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
+							&row->ctid);
+			memcpy(&row->id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+				   sizeof(pg_ulid));
+			ulid_to_text(&row->id, row->id_text);
+			row->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+			row->created_ms = kafka_timestamp(DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull)));
+			row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+			if (withheld)
+			{
+				/* sizes only, for the dead-letter reason */
+				row->oversize = true;
+				row->key_len = key_size;
+				row->payload_len = payload_size;
+				row->headers_len = headers_size;
+				continue;
+			}
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			if (!isnull)
+				row->key = copy_bytes(d, &row->key_len);
+			d = SPI_getbinval(tup, desc, 5, &isnull);
+			if (!isnull)
+				row->payload = copy_bytes(d, &row->payload_len);
+			d = SPI_getbinval(tup, desc, 6, &isnull);
+			copy_headers(row, d, isnull);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	*next_retry_ms = -1;
+	if (n < batch && !full)
+	{
+		int			ret;
+
+		ret = SPI_execute_plan(store.next_retry_plan, NULL, NULL, true, 1);
+		if (ret == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				*next_retry_ms = ms_until(DatumGetTimestampTz(d));
+		}
+	}
+
+	*rows_out = rows;
+	return n;
+}
+
+/*
+ * Choose what the round sends from the fetched rows.  A row that failed
+ * before is retried alone, so that its outcome is its own: a failure in a
+ * shared produce request may have been another row's.  Retry rounds and
+ * ordinary rounds alternate, so many failing rows cannot starve the rest.
+ * Returns the number of rows; *rows is updated.
+ */
+int
+relay_store_choose(RelayRow **rows, int n, bool *isolated)
+{
+	RelayRow   *all = *rows;
+	int			retry = -1;
+	int			kept = 0;
+
+	for (int i = 0; i < n && retry < 0; i++)
+	{
+		if (all[i].attempts > 0)
+			retry = i;
+	}
+
+	*isolated = false;
+	if (retry < 0)
+	{
+		store.last_was_retry = false;
+		return n;
+	}
+
+	/* after a retry round, the rows that never failed, if there are any */
+	if (store.last_was_retry)
+	{
+		for (int i = 0; i < n; i++)
+		{
+			if (all[i].attempts == 0)
+				all[kept++] = all[i];
+		}
+		if (kept > 0)
+		{
+			store.last_was_retry = false;
+			return kept;
+		}
+	}
+
+	/* none was kept, so all[retry] is still in place */
+	store.last_was_retry = true;
+	*isolated = true;
+	*rows = &all[retry];
+	return 1;
+}
+
+static int
+backoff_ms(int attempts)
+{
+	int64		ms = inbox_outbox_retry_backoff;
+
+	for (int i = 1; i < attempts && ms < RELAY_MAX_BACKOFF_MS; i++)
+		ms *= 2;
+	return (int) Min(ms, RELAY_MAX_BACKOFF_MS);
+}
+
+/*
+ * Record one row's failure: a later retry, or (dead) a move to the
+ * dead-letter table.  Each record runs in a subtransaction of its own, so
+ * that a record that fails, for whatever reason, costs only itself: the
+ * error is logged, the row stays as it was and comes back in a later
+ * round.  Returns whether the record was made.
+ */
+static bool
+record_failure(RelayRow *row, const char *reason, bool dead)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool recorded = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		Datum		values[4];
+		int			ret;
+
+		values[0] = PointerGetDatum(&row->ctid);
+		values[1] = CStringGetTextDatum(reason);
+		values[3] = UUIDPGetDatum((pg_uuid_t *) &row->id);
+		if (dead)
+		{
+			values[2] = Int32GetDatum(1);
+			ret = SPI_execute_plan(store.dead_letter_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "could not move outbox row to the dead-letter table: %s",
+					 SPI_result_code_string(ret));
+		}
+		else
+		{
+			values[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																		backoff_ms(row->attempts + 1)));
+			ret = SPI_execute_plan(store.fail_plan, values, NULL, false, 0);
+			if (ret != SPI_OK_UPDATE)
+				elog(ERROR, "could not record outbox delivery failure: %s",
+					 SPI_result_code_string(ret));
+		}
+		/* a row that moved or went since it was read is read again later */
+		if (SPI_processed == 0)
+			recorded = false;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		ereport(LOG,
+				errcode(edata->sqlerrcode),
+				errmsg("inbox_outbox relay could not record the failure of event %s: %s",
+					   row->id_text, edata->message),
+				errdetail("The event stays in the outbox and is tried again."));
+		FreeErrorData(edata);
+		recorded = false;
+	}
+	PG_END_TRY();
+	return recorded;
+}
+
+static int
+compare_row_ctids(const void *a, const void *b)
+{
+	return ItemPointerCompare(&(*(RelayRow *const *) a)->ctid,
+							  &(*(RelayRow *const *) b)->ctid);
+}
+
+/*
+ * Delete the acknowledged rows, in a transaction of their own.
+ *
+ * The rows are found by ctid, a TID scan, and the statement returns the id
+ * of each row it deleted, which is checked here against the id read at that
+ * ctid.  A row can have left its place since it was read (deleted by hand
+ * and its slot reused after a vacuum, or moved by VACUUM FULL); then another
+ * row may stand there, and deleting it would lose an event.  So any row whose
+ * id differs raises an error, which undoes the whole delete; the relay
+ * starts again and reads its rows afresh (their events reach Kafka twice).
+ */
+static void
+relay_delete_acknowledged(RelayRow **acked, int nacked)
+{
+	Datum	   *ctids = palloc(sizeof(Datum) * nacked);
+	Datum		arg;
+	int			ret;
+
+	qsort(acked, nacked, sizeof(RelayRow *), compare_row_ctids);
+	for (int i = 0; i < nacked; i++)
+		ctids[i] = PointerGetDatum(&acked[i]->ctid);
+
+	relay_begin_work("inbox_outbox relay: deleting acknowledged rows");
+	arg = PointerGetDatum(construct_array(ctids, nacked, TIDOID,
+										  sizeof(ItemPointerData), false,
+										  TYPALIGN_SHORT));
+	ret = SPI_execute_plan(store.delete_plan, &arg, NULL, false, 0);
+	if (ret != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not delete acknowledged outbox rows: %s",
+			 SPI_result_code_string(ret));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		RelayRow	key;
+		RelayRow   *keyp = &key;
+		RelayRow  **found;
+
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
+						&key.ctid);
+		found = bsearch(&keyp, acked, nacked, sizeof(RelayRow *), compare_row_ctids);
+		if (found == NULL ||
+			memcmp(&(*found)->id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+				   sizeof(pg_ulid)) != 0)
+			ereport(ERROR,
+					errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					errmsg("inbox_outbox relay found another row where an acknowledged one was read"),
+					errdetail("The outbox changed under the relay (a row deleted by hand and its place reused, or VACUUM FULL); the round's deletes are undone and its rows are read again, so some events reach Kafka twice."));
+	}
+	relay_end_work();
+	pfree(ctids);
+}
+
+/*
+ * Delete what Kafka acknowledged, then record failures; tally what happened
+ * for relay_status.  results[i] is the outcome of rows[i].
+ *
+ * The deletes commit on their own, before any failure is recorded, so
+ * that nothing about a failed row can undo them (which would send the
+ * acknowledged rows again, round after round).
+ *
+ * A broker refuses a whole produce request at once, so a row that failed
+ * in a round with others may have failed for another row's sake.  Only a
+ * failure in an isolated round (the row alone) moves a row to the
+ * dead-letter table; see relay_store_choose().  A row that can never be
+ * sent (unsendable headers, too large) moves there at once.  The moves are
+ * logged once per round, with their count.
+ */
+void
+relay_store_record(RelayRow *rows, const KafkaResult *results, int n,
+				   bool isolated, MemoryContext cxt, RelayTally *tally)
+{
+	RelayRow  **acked = MemoryContextAlloc(cxt, sizeof(RelayRow *) * Max(n, 1));
+	int			nacked = 0;
+	char		last_dead[RELAY_ERROR_LEN];
+	bool		any_failure = false;
+
+	memset(tally, 0, sizeof(*tally));
+	tally->all_recorded = true;
+	last_dead[0] = '\0';
+	for (int i = 0; i < n; i++)
+	{
+		RelayRow   *row = &rows[i];
+
+		if (row->unsendable != NULL || row->oversize ||
+			results[i].outcome == KAFKA_REJECTED ||
+			results[i].outcome == KAFKA_FAILED)
+			any_failure = true;
+		else if (results[i].outcome == KAFKA_DELIVERED)
+			acked[nacked++] = row;
+	}
+
+	if (nacked > 0)
+		relay_delete_acknowledged(acked, nacked);
+	tally->published = nacked;
+
+	if (any_failure)
+	{
+		relay_begin_work("inbox_outbox relay: recording failures");
+		for (int i = 0; i < n; i++)
+		{
+			RelayRow   *row = &rows[i];
+			char	   *reason;
+			bool		dead;
+
+			if (row->unsendable != NULL)
+				reason = row->unsendable;
+			else if (row->oversize)
+				reason = psprintf("message of %lld bytes is larger than inbox_outbox.max_message_bytes (%d)",
+								  (long long) relay_row_size(row), inbox_outbox_max_message_bytes);
+			else if (results[i].outcome == KAFKA_REJECTED)
+				reason = psprintf("%s (above the producer's message.max.bytes)",
+								  kafka_describe(&results[i]));
+			else if (results[i].outcome == KAFKA_FAILED)
+				reason = kafka_describe(&results[i]);
+			else
+				continue;		/* delivered, or not sent: sent again later */
+
+			/* a row that can never be sent is final at once */
+			dead = row->unsendable != NULL || row->oversize ||
+				results[i].outcome == KAFKA_REJECTED ||
+				(isolated && row->attempts + 1 >= inbox_outbox_max_attempts);
+
+			tally->failed++;
+			strlcpy(tally->last_failure, reason, sizeof(tally->last_failure));
+			if (!record_failure(row, reason, dead))
+				tally->all_recorded = false;
+			else if (dead)
+			{
+				tally->dead_lettered++;
+				snprintf(last_dead, sizeof(last_dead), "event %s: %s", row->id_text, reason);
+			}
+		}
+		relay_end_work();
+	}
+
+	if (tally->dead_lettered > 0)
+		ereport(LOG,
+				errmsg_plural("inbox_outbox relay moved %llu event to inbox_outbox.outbox_dead_letter",
+							  "inbox_outbox relay moved %llu events to inbox_outbox.outbox_dead_letter",
+							  tally->dead_lettered,
+							  (unsigned long long) tally->dead_lettered),
+				errdetail("The last was %s.", last_dead));
+}

@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_store.h
+ *	  The relay's side of the database (relay_store.c): the rows of a round,
+ *	  how they are read, chosen, deleted and recorded.
+ *
+ * Only the relay library (inbox_outbox_relay.so) includes this header.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INBOX_OUTBOX_RELAY_STORE_H
+#define INBOX_OUTBOX_RELAY_STORE_H
+
+#include "storage/itemptr.h"
+#include "utils/palloc.h"
+
+#include "kafka.h"
+#include "shared_state.h"
+#include "ulid.h"
+#include "ulid_text.h"
+
+/* One outbox row of a round, in the round's memory context. */
+typedef struct RelayRow
+{
+	ItemPointerData ctid;		/* where the row was read */
+	pg_ulid		id;
+	char		id_text[ULID_TEXT_LEN + 1];
+	char	   *topic;
+	char	   *key;			/* NULL for a null key */
+	int			key_len;
+	char	   *payload;		/* NULL for a null value (tombstone) */
+	int			payload_len;
+	KafkaHeader *headers;		/* user headers, then event_id */
+	int			nheaders;
+	int			headers_len;
+	int64		created_ms;		/* Kafka timestamp; 0 lets the producer choose */
+	int			attempts;
+	bool		oversize;		/* above inbox_outbox.max_message_bytes */
+	char	   *unsendable;		/* why the row cannot become a message */
+} RelayRow;
+
+/* What recording a round came to, for relay_status. */
+typedef struct RelayTally
+{
+	uint64		published;		/* acknowledged and deleted */
+	uint64		failed;			/* failures, recorded or not */
+	uint64		dead_lettered;	/* moved to the dead-letter table */
+	bool		all_recorded;	/* every failure could be recorded */
+	char		last_failure[RELAY_ERROR_LEN];	/* empty if none */
+} RelayTally;
+
+extern void relay_store_set_role(Oid role);
+extern void relay_begin_work(const char *activity);
+extern void relay_end_work(void);
+
+extern int	relay_store_fetch(MemoryContext cxt, RelayRow **rows_out,
+							  int64 *next_retry_ms);
+extern int	relay_store_choose(RelayRow **rows, int n, bool *isolated);
+extern void relay_store_record(RelayRow *rows, const KafkaResult *results,
+							   int n, bool isolated, MemoryContext cxt,
+							   RelayTally *tally);
+extern int64 relay_row_size(const RelayRow *row);
+
+#endif							/* INBOX_OUTBOX_RELAY_STORE_H */
