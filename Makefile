@@ -34,7 +34,7 @@ RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges
+REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges saved_plans
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf

@@ -306,6 +306,7 @@ relay_produce(RelayRow *rows, int n)
 	}
 	kafka_begin_round(relay.producer, relay.results, n);
 	relay_set_state(RELAY_PUBLISHING);
+	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
 
 	for (int i = 0; i < n && going_on; i++)
 	{
@@ -338,6 +339,7 @@ relay_produce(RelayRow *rows, int n)
 	/* anything still outstanding is purged; its rows stay */
 	if (kafka_outstanding(relay.producer) > 0)
 		kafka_purge(relay.producer, 1000);
+	pgstat_report_activity(STATE_IDLE, NULL);
 
 	return !fatal;
 }
@@ -589,6 +591,7 @@ relay_claim(void)
 {
 	uint32		generation;
 	pid_t		other = 0;
+	Oid			extension;
 
 	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
 	relay.slot = relay_slot_find(MyDatabaseId);
@@ -621,7 +624,21 @@ relay_claim(void)
 	exit_unless_extension(generation);
 	relay.database_name = MemoryContextStrdup(TopMemoryContext,
 											  get_database_name(MyDatabaseId));
+	extension = get_extension_oid("inbox_outbox", false);
 	relay_end_work();
+
+	/* DROP and CREATE EXTENSION start the counters over */
+	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	if (relay.slot->extension_oid != extension)
+	{
+		relay.slot->extension_oid = extension;
+		relay.slot->published = 0;
+		relay.slot->failed = 0;
+		relay.slot->dead_lettered = 0;
+		relay.slot->last_error[0] = '\0';
+		relay.slot->last_error_at = 0;
+	}
+	LWLockRelease(inbox_outbox_shared->lock);
 }
 
 /*

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -69,6 +70,8 @@ relay_worker(PG_FUNCTION_ARGS)
 		values[1] = CStringGetTextDatum("not preloaded");
 	else if (copy.pid != 0)
 		values[1] = CStringGetTextDatum(state_names[copy.state]);
+	else if (RecoveryInProgress())
+		values[1] = CStringGetTextDatum("in recovery");
 	else if (starved == RELAY_STARVED_NO_SLOT)
 		values[1] = CStringGetTextDatum("no relay slot");
 	else if (starved == RELAY_STARVED_NO_WORKER || copy.state == RELAY_NO_WORKER)

@@ -46,8 +46,9 @@ typedef struct StarvedDatabase
 
 /*
  * A relay's slot.  The launcher assigns it (dbid), the relay fills in the
- * rest.  Counters are since the slot was assigned, i.e. since server start
- * or since the extension was created.
+ * rest.  Counters are since the slot was assigned (server start) or since
+ * the extension was created, whichever is later: a relay that finds
+ * another extension_oid than the slot's starts them over.
  */
 typedef struct RelaySlot
 {
@@ -57,6 +58,7 @@ typedef struct RelaySlot
 	RelayState	state;
 	bool		no_extension;	/* relay found no extension and stopped */
 	uint32		seen_generation;	/* extension generation when it stopped */
+	Oid			extension_oid;	/* the extension the counters belong to */
 	uint64		published;
 	uint64		failed;
 	uint64		dead_lettered;

@@ -59,6 +59,8 @@ wait_relay_running($node, 'app2');
 $node->safe_psql('app2', q{SELECT outbox_publish('orders', 'app2', 'from app2')});
 wait_outbox_empty($node, 'app2');
 pass('a relay started in a database created after server start');
+$node->poll_query_until('app2', 'SELECT published = 1 FROM inbox_outbox.relay_status')
+  or die 'published did not count the event';
 my $app2_relay = relay_pid($node, 'app2');
 $t0 = time();
 $node->safe_psql('app2', 'DROP EXTENSION inbox_outbox');
@@ -69,6 +71,13 @@ cmp_ok(time() - $t0, '<', 10, 'DROP EXTENSION stops the relay at once, not at it
 $node->safe_psql('app2', 'CREATE EXTENSION inbox_outbox');
 wait_relay_running($node, 'app2');
 pass('CREATE EXTENSION again starts it again');
+is($node->safe_psql('app2', 'SELECT published FROM inbox_outbox.relay_status'), '0',
+	'and its counters start over');
+$node->safe_psql('app2', q{SELECT outbox_publish('orders', 'app2', 'again')});
+wait_outbox_empty($node, 'app2');
+$node->poll_query_until('app2', 'SELECT published = 1 FROM inbox_outbox.relay_status')
+  or die 'published did not count the new event';
+pass('counting what the new extension publishes');
 
 # A database whose extension is still at 0.1 (no outbox) gets its relay
 # when the extension is updated.
