@@ -21,6 +21,7 @@ OBJS = \
 	src/relay_status.o \
 	src/shared_state.o \
 	src/spi_plan.o \
+	src/standby_wait.o \
 	src/ulid.o \
 	src/ulid_text.o \
 	src/kafka_config.o

@@ -31,11 +31,13 @@
 
 #include "miscadmin.h"
 #include "parser/scansup.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
 #include "inbox_outbox.h"
 #include "kafka_config.h"
+#include "standby_wait.h"
 
 /*
  * A configuration file larger than this is surely a mistake (the file of a
@@ -411,7 +413,7 @@ check_kafka_config(char **newval, void **extra, GucSource source)
  * The length in bytes of each name in a list that SplitIdentifierString()
  * accepted, before it truncated any: quotes removed, doubled quotes
  * counted once.  Returns the number of the first name longer than a
- * database name may be, or 0.
+ * database or replication slot name may be, or 0.
  */
 static int
 first_overlong_name(const char *list)
@@ -482,6 +484,80 @@ check_databases(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * inbox_outbox.standby_slots: a list of replication slot names, parsed
+ * here into the StandbySlotList the relay reads (standby_wait.c).  The
+ * postmaster cannot see whether a slot exists, and a slot may be created
+ * after the parameter is set, so only what cannot be a slot's name is
+ * refused; the relay reports a slot that is missing or not a standby's.
+ */
+static bool
+check_standby_slots(char **newval, void **extra, GucSource source)
+{
+	char	   *rawlist = pstrdup(*newval);
+	List	   *names = NIL;
+	StandbySlotList *list = NULL;
+	ListCell   *lc;
+	int			overlong;
+	bool		ok;
+
+	if (!SplitIdentifierString(rawlist, ',', &names))
+	{
+		GUC_check_errmsg("invalid list syntax in parameter \"%s\"",
+						 "inbox_outbox.standby_slots");
+		GUC_check_errdetail("The list must be replication slot names separated by single commas.");
+		ok = false;
+	}
+	else if ((overlong = first_overlong_name(*newval)) != 0)
+	{
+		GUC_check_errmsg("name %d in inbox_outbox.standby_slots is too long",
+						 overlong);
+		GUC_check_errdetail("A replication slot name has at most %d bytes.", NAMEDATALEN - 1);
+		ok = false;
+	}
+	else
+	{
+		ok = true;
+		foreach(lc, names)
+		{
+			const char *name = lfirst(lc);
+
+			if (strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
+			{
+				GUC_check_errmsg("\"%s\" in inbox_outbox.standby_slots is not a valid replication slot name",
+								 name);
+				GUC_check_errdetail("Replication slot names may contain only lower case letters, numbers, and the underscore character.");
+				ok = false;
+				break;
+			}
+		}
+	}
+
+	if (ok)
+	{
+		/* PostgreSQL frees extra with free() */
+		list = malloc(offsetof(StandbySlotList, names) +
+					  sizeof(NameData) * list_length(names));
+		if (list == NULL)
+		{
+			GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+			GUC_check_errmsg("out of memory");
+			ok = false;
+		}
+		else
+		{
+			list->nslots = 0;
+			foreach(lc, names)
+				namestrcpy(&list->names[list->nslots++], lfirst(lc));
+			*extra = list;
+		}
+	}
+
+	list_free(names);
+	pfree(rawlist);
+	return ok;
+}
+
+/*
  * The postmaster cannot look a role up, so this only refuses what cannot
  * be a role name; the relay reports a role that does not exist.
  */
@@ -502,7 +578,8 @@ inbox_outbox_check_relay_role(char **newval, void **extra, GucSource source)
  * check hook refuses, does not stop the server: PostgreSQL warns and keeps
  * the parameter's default.  For these parameters the default is no safe
  * stand-in (brokers would point at 127.0.0.1:9092, kafka_config would drop
- * the TLS and SASL settings, databases would mean every database), so the
+ * the TLS and SASL settings, databases would mean every database,
+ * standby_slots would send events no standby has flushed), so the
  * refusal is remembered, and the relays and the launcher stay idle, saying
  * why, until a reload brings a value that passes.  The postmaster's flags
  * are inherited by the processes it starts; each process clears its own at
@@ -536,4 +613,11 @@ bool
 inbox_outbox_check_databases(char **newval, void **extra, GucSource source)
 {
 	return note_refusal(REFUSED_DATABASES, check_databases(newval, extra, source));
+}
+
+/* The default, no slot, would send events without waiting for any standby. */
+bool
+inbox_outbox_check_standby_slots(char **newval, void **extra, GucSource source)
+{
+	return note_refusal(REFUSED_STANDBY_SLOTS, check_standby_slots(newval, extra, source));
 }

@@ -9,12 +9,13 @@
  * forked; application backends that load this library for gen_ulid() or
  * outbox_publish() never map librdkafka or start its threads.
  *
- * The parameters that reach Kafka (brokers, kafka_config) and the list of
- * databases have check hooks (guc_check.c), so that a bad value is refused
- * by ALTER SYSTEM or the reload instead of stopping the relays; the value
- * of kafka_config, which may hold a password, is kept out of the server
- * log by an emit_log_hook (log_redact.c).  Both work in the postmaster too,
- * because the library is preloaded there.
+ * The parameters that reach Kafka (brokers, kafka_config), the list of
+ * databases and the list of standby slots have check hooks (guc_check.c),
+ * so that a bad value is refused by ALTER SYSTEM or the reload instead of
+ * stopping the relays; the value of kafka_config, which may hold a
+ * password, is kept out of the server log by an emit_log_hook
+ * (log_redact.c).  Both work in the postmaster too, because the library is
+ * preloaded there.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +29,7 @@
 
 #include "inbox_outbox.h"
 #include "shared_state.h"
+#include "standby_wait.h"
 #include "ulid.h"
 
 PG_MODULE_MAGIC;
@@ -38,6 +40,7 @@ char	   *inbox_outbox_brokers = NULL;
 char	   *inbox_outbox_kafka_config = NULL;
 char	   *inbox_outbox_databases = NULL;
 char	   *inbox_outbox_relay_role = NULL;
+char	   *inbox_outbox_standby_slots = NULL;
 bool		inbox_outbox_allow_unsafe_kafka_properties = false;
 int			inbox_outbox_batch_size = 5000;
 int			inbox_outbox_poll_interval = 5000;
@@ -109,6 +112,18 @@ define_parameters(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   inbox_outbox_check_relay_role, NULL, NULL);
+
+	DefineCustomStringVariable("inbox_outbox.standby_slots",
+							   "Physical replication slots whose standbys must have flushed an event's commit before the relay sends it.",
+							   "A comma-separated list of slot names; empty sends events without waiting for any standby. "
+							   "A standby that is down stops delivery until it catches up or its slot is removed from the list.",
+							   &inbox_outbox_standby_slots,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   inbox_outbox_check_standby_slots,
+							   inbox_outbox_assign_standby_slots,
+							   NULL);
 
 	DefineCustomIntVariable("inbox_outbox.batch_size",
 							"Most outbox rows the relay reads and produces in one round.",

@@ -21,6 +21,7 @@ extern PGDLLIMPORT char *inbox_outbox_brokers;
 extern PGDLLIMPORT char *inbox_outbox_kafka_config;
 extern PGDLLIMPORT char *inbox_outbox_databases;
 extern PGDLLIMPORT char *inbox_outbox_relay_role;
+extern PGDLLIMPORT char *inbox_outbox_standby_slots;
 extern PGDLLIMPORT bool inbox_outbox_allow_unsafe_kafka_properties;
 extern PGDLLIMPORT int inbox_outbox_batch_size;
 extern PGDLLIMPORT int inbox_outbox_poll_interval;
@@ -38,11 +39,14 @@ extern bool inbox_outbox_check_databases(char **newval, void **extra,
 										 GucSource source);
 extern bool inbox_outbox_check_relay_role(char **newval, void **extra,
 										  GucSource source);
+extern bool inbox_outbox_check_standby_slots(char **newval, void **extra,
+											 GucSource source);
 
 /* Parameters whose postgresql.conf value was refused at server start. */
 #define REFUSED_BROKERS			0x01
 #define REFUSED_KAFKA_CONFIG	0x02
 #define REFUSED_DATABASES		0x04
+#define REFUSED_STANDBY_SLOTS	0x08
 extern PGDLLIMPORT int inbox_outbox_refused_at_start;
 
 extern void log_redact_init(void);

@@ -41,7 +41,9 @@
  * States shown in inbox_outbox.relay_status: idle (nothing to send),
  * publishing (a round is under way), backing off (only rows waiting for a
  * retry are left), broker unreachable (a round is waiting and librdkafka
- * reports all brokers down).
+ * reports all brokers down), waiting for standby (the round waits until the
+ * standbys named in inbox_outbox.standby_slots have flushed its commits;
+ * see standby_wait.c).
  *
  * Only one relay may run per database, so two relays can never reorder a
  * key: a relay claims its database's slot in shared memory by writing its
@@ -90,6 +92,7 @@
 #include "kafka.h"
 #include "relay_store.h"
 #include "shared_state.h"
+#include "standby_wait.h"
 
 PG_MODULE_MAGIC;
 
@@ -725,6 +728,7 @@ inbox_outbox_relay_main(Datum main_arg)
 
 		MemoryContextReset(relay.round_context);
 		relay_begin_work("inbox_outbox relay: reading outbox");
+		standby_mark_round();
 		exit_unless_extension(generation);
 		n = relay_store_fetch(relay.round_context, &rows, &next_retry_ms);
 		relay_end_work();
@@ -734,6 +738,13 @@ inbox_outbox_relay_main(Datum main_arg)
 			bool		delivered;
 
 			n = relay_store_choose(&rows, n, &isolated);
+			if (!standby_wait_round(relay.slot, relay.database_name))
+			{
+				/* stopping, or read again later: the rows stay */
+				if (!ShutdownRequestPending)
+					inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+				continue;
+			}
 			delivered = relay_produce(rows, n);
 
 			/*

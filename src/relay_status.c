@@ -27,6 +27,7 @@ static const char *const state_names[] = {
 	[RELAY_PUBLISHING] = "publishing",
 	[RELAY_BACKING_OFF] = "backing off",
 	[RELAY_BROKER_UNREACHABLE] = "broker unreachable",
+	[RELAY_WAITING_FOR_STANDBY] = "waiting for standby",
 	[RELAY_STOPPED] = "stopped",
 	[RELAY_NO_WORKER] = "no free worker",
 };

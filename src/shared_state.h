@@ -27,6 +27,7 @@ typedef enum RelayState
 	RELAY_PUBLISHING,
 	RELAY_BACKING_OFF,
 	RELAY_BROKER_UNREACHABLE,
+	RELAY_WAITING_FOR_STANDBY,	/* see standby_wait.c */
 	RELAY_STOPPED,
 	RELAY_NO_WORKER				/* the launcher found no free worker */
 } RelayState;

@@ -14,12 +14,14 @@ our @EXPORT = qw(relay_node wait_relay_running wait_outbox_empty relay_pid
   first_arrivals kafka_partition);
 
 # A started node with the library preloaded, the extension created and
-# the relay connected to $brokers.  Extra postgresql.conf lines in %opts{conf}.
+# the relay connected to $brokers.  Extra postgresql.conf lines in
+# %opts{conf}; options of PostgreSQL::Test::Cluster's init in %opts{init}
+# (allows_streaming => 1 for a primary).
 sub relay_node
 {
 	my ($name, $brokers, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%{ $opts{init} // {} });
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'inbox_outbox'
 max_worker_processes = 16
