@@ -18,6 +18,7 @@ OBJS = \
 	src/launcher.o \
 	src/inbox.o \
 	src/outbox.o \
+	src/outbox_floor.o \
 	src/relay_status.o \
 	src/shared_state.o \
 	src/spi_plan.o \

@@ -190,3 +190,19 @@ REVOKE ALL ON FUNCTION inbox_outbox.grant_monitor(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.revoke_monitor(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.grant_relay(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.revoke_relay(regrole) FROM PUBLIC;
+
+--
+-- The relay's read bound (src/outbox_floor.c): every transaction that writes
+-- an outbox row records the lowest id it wrote, so that the relay can read
+-- from there instead of walking the rows it deleted.  Enabled ALWAYS so that
+-- it fires under session_replication_role = replica too, and named to fire
+-- after any other BEFORE trigger, so that it sees the id that is written.
+--
+CREATE FUNCTION inbox_outbox.outbox_floor() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'outbox_floor'
+	LANGUAGE C;
+REVOKE ALL ON FUNCTION inbox_outbox.outbox_floor() FROM PUBLIC;
+
+CREATE TRIGGER zz_outbox_floor BEFORE INSERT OR UPDATE OF id ON inbox_outbox.outbox
+	FOR EACH ROW EXECUTE FUNCTION inbox_outbox.outbox_floor();
+ALTER TABLE inbox_outbox.outbox ENABLE ALWAYS TRIGGER zz_outbox_floor;

@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 
 #include "inbox_outbox.h"
+#include "outbox_floor.h"
 #include "shared_state.h"
 #include "standby_wait.h"
 #include "ulid.h"
@@ -207,6 +208,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		shared_state_request();
+		outbox_floor_request();
 		launcher_register();
 	}
 

@@ -90,6 +90,7 @@
 
 #include "inbox_outbox.h"
 #include "kafka.h"
+#include "outbox_floor.h"
 #include "relay_store.h"
 #include "shared_state.h"
 #include "standby_wait.h"
@@ -124,9 +125,20 @@ typedef struct Relay
 	int			results_size;
 
 	InboxPrunePass prune;		/* the retention pass under way */
+
+	/* where the next read starts (see outbox_floor.c) */
+	bool		from_start;		/* at the low end of the outbox */
+	pg_ulid		floor;			/* otherwise at this id */
+	TimestampTz last_full_read; /* when a read last started at the low end */
 } Relay;
 
 static Relay relay;
+
+/*
+ * A read starts at the low end of the outbox every this many poll intervals
+ * whatever the bounds, for rows written with the floor trigger disabled.
+ */
+#define RELAY_FULL_READ_POLLS	12
 
 static void
 relay_set_state(RelayState state)
@@ -348,16 +360,74 @@ relay_produce(RelayRow *rows, int n)
 }
 
 /*
+ * Where the next read starts, once a round is recorded: at the lowest id
+ * the round left in the outbox, or where it stopped short, whichever is
+ * lower; at the low end while rows wait for a retry.  Rows others write
+ * meanwhile lower it further at the next read (outbox_floor.c).
+ */
+static void
+relay_set_floor(const RelayRead *read, const RelayTally *tally)
+{
+	if (read->failed_rows)
+	{
+		relay.from_start = true;
+		return;
+	}
+	memset(&relay.floor, 0xff, sizeof(relay.floor));
+	if (read->cut)
+		relay.floor = read->last_id;
+	if (tally->any_left && ulid_compare(&tally->lowest_left, &relay.floor) < 0)
+		relay.floor = tally->lowest_left;
+	relay.from_start = false;
+}
+
+/*
+ * Start taking bounds for the read.  The first read starts at the low end;
+ * prepared transactions that were there before the relay hold the bound
+ * there until they are gone.
+ */
+static void
+relay_floor_start(void)
+{
+	bool		prepared;
+
+	outbox_floor_attach();
+	relay_begin_work("inbox_outbox relay: looking for prepared transactions");
+	prepared = relay_store_prepared_exist();
+	relay_end_work();
+	if (prepared)
+		outbox_floor_hold_for_prepared();
+	relay.from_start = true;
+}
+
+/* Release the prepared bound once no prepared transaction is left. */
+static void
+relay_floor_settle(void)
+{
+	uint64		prepares;
+	bool		prepared;
+
+	if (!outbox_floor_prepared_held(&prepares))
+		return;
+	relay_begin_work("inbox_outbox relay: looking for prepared transactions");
+	prepared = relay_store_prepared_exist();
+	relay_end_work();
+	if (!prepared)
+		outbox_floor_prepared_settled(prepares);
+}
+
+/*
  * Step 3: delete what Kafka acknowledged and record failures (see
  * relay_store_record()), and show the outcome in relay_status.  Returns
  * false if a failure could not be recorded.
  */
 static bool
-relay_record(RelayRow *rows, int n, bool isolated)
+relay_record(RelayRow *rows, int n, bool isolated, const RelayRead *read)
 {
 	RelayTally	tally;
 
 	relay_store_record(rows, relay.results, n, isolated, relay.round_context, &tally);
+	relay_set_floor(read, &tally);
 	relay_count(tally.published, tally.failed, tally.dead_lettered);
 	if (tally.last_failure[0] != '\0')
 		relay_record_error(tally.last_failure);
@@ -693,6 +763,7 @@ inbox_outbox_relay_main(Datum main_arg)
 
 	relay_claim();
 	relay_become_role();
+	relay_floor_start();
 	ereport(LOG,
 			errmsg("inbox_outbox relay started for database \"%s\"",
 				   relay.database_name));
@@ -703,6 +774,8 @@ inbox_outbox_relay_main(Datum main_arg)
 	while (!ShutdownRequestPending)
 	{
 		RelayRow   *rows;
+		RelayRead	read;
+		pg_ulid		from;
 		int			n;
 		int64		next_retry_ms;
 		uint32		generation;
@@ -727,12 +800,27 @@ inbox_outbox_relay_main(Datum main_arg)
 		LWLockRelease(inbox_outbox_shared->lock);
 
 		MemoryContextReset(relay.round_context);
-		relay_begin_work("inbox_outbox relay: reading outbox");
+		relay_floor_settle();
+		from = relay.floor;
+		if (TimestampDifferenceExceeds(relay.last_full_read, GetCurrentTimestamp(),
+									   (int) Min((int64) RELAY_FULL_READ_POLLS * inbox_outbox_poll_interval,
+												 PG_INT32_MAX)))
+			relay.from_start = true;
+		if (relay.from_start)
+			relay.last_full_read = GetCurrentTimestamp();
+		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		standby_mark_round();
 		exit_unless_extension(generation);
-		n = relay_store_fetch(relay.round_context, &rows, &next_retry_ms);
+		n = relay_store_fetch(relay.round_context, relay.from_start ? NULL : &from,
+							  &rows, &next_retry_ms, &read);
 		relay_end_work();
-		if (n > 0)
+		if (n == 0)
+		{
+			RelayTally	none = {0};
+
+			relay_set_floor(&read, &none);
+		}
+		else
 		{
 			bool		isolated;
 			bool		delivered;
@@ -741,6 +829,8 @@ inbox_outbox_relay_main(Datum main_arg)
 			if (!standby_wait_round(relay.slot, relay.database_name))
 			{
 				/* stopping, or read again later: the rows stay */
+				relay.from_start = read.from_start;
+				relay.floor = from;
 				if (!ShutdownRequestPending)
 					inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 				continue;
@@ -752,7 +842,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			 * was, due at once: rest before reading it again, so that the
 			 * relay does not spin on it.
 			 */
-			if (!relay_record(rows, n, isolated) && delivered)
+			if (!relay_record(rows, n, isolated, &read) && delivered)
 				relay_rest(Max(inbox_outbox_retry_backoff, 1000));
 
 			if (!delivered)

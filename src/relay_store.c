@@ -23,25 +23,38 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
 #include "common/int.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "inbox_outbox.h"
+#include "outbox_floor.h"
 #include "relay_store.h"
 #include "spi_plan.h"
 
@@ -59,6 +72,9 @@ typedef struct RelayStore
 	int			saved_sec_context;
 	bool		last_was_retry; /* the last round was an isolated retry */
 	SPIPlanPtr	fetch_plan;
+	SPIPlanPtr	fetch_tids_plan;
+	SPIPlanPtr	failed_plan;
+	SPIPlanPtr	prepared_plan;
 	SPIPlanPtr	next_retry_plan;
 	SPIPlanPtr	delete_plan;
 	SPIPlanPtr	fail_plan;
@@ -119,6 +135,22 @@ relay_begin_work(const char *activity)
 	relay_enter_role();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
+ * Start the transaction of a round's read.  Its snapshot is taken with the
+ * bounds of outbox_floor.c, which lower *floor to where the read must
+ * start at the latest.
+ */
+void
+relay_begin_read(const char *activity, pg_ulid *floor)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	relay_enter_role();
+	SPI_connect();
+	outbox_floor_snapshot(floor);
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
@@ -187,6 +219,36 @@ prepare_plans(void)
 		"                      AND f.id::pg_catalog.uuid OPERATOR(pg_catalog.<) o.id::pg_catalog.uuid)"
 		" ORDER BY o.id LIMIT $1",
 		2, argtypes);
+
+	/*
+	 * The same, for rows a read from a lower bound found (fetch_from()):
+	 * there are no failed rows then, so nothing is held back.
+	 */
+	argtypes[0] = get_array_type(TIDOID);
+	store.fetch_tids_plan = spi_prepare_kept(
+		"SELECT o.ctid, o.id, o.topic,"
+		"       CASE WHEN pg_catalog.octet_length(o.key) OPERATOR(pg_catalog.<=) $2 THEN o.key END,"
+		"       CASE WHEN pg_catalog.octet_length(o.payload) OPERATOR(pg_catalog.<=) $2 THEN o.payload END,"
+		"       CASE WHEN pg_catalog.pg_column_size(o.headers) OPERATOR(pg_catalog.<=) $2"
+		"            THEN o.headers::pg_catalog.text END,"
+		"       o.created_at, o.attempts,"
+		"       pg_catalog.octet_length(o.key), pg_catalog.octet_length(o.payload),"
+		"       pg_catalog.pg_column_size(o.headers)"
+		"  FROM inbox_outbox.outbox o"
+		" WHERE o.ctid OPERATOR(pg_catalog.=) ANY ($1)"
+		" ORDER BY o.id",
+		2, argtypes);
+
+	/* the partial index outbox_retry answers this */
+	store.failed_plan = spi_prepare_kept(
+		"SELECT EXISTS (SELECT FROM inbox_outbox.outbox"
+		"                WHERE attempts OPERATOR(pg_catalog.>) 0)",
+		0, NULL);
+
+	store.prepared_plan = spi_prepare_kept(
+		"SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts"
+		"                WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database())",
+		0, NULL);
 
 	store.next_retry_plan = spi_prepare_kept(
 		"SELECT pg_catalog.min(next_attempt_at) FROM inbox_outbox.outbox"
@@ -335,9 +397,111 @@ copy_headers(RelayRow *row, Datum value, bool isnull)
 }
 
 /*
+ * The outbox rows visible in the active snapshot with an id of at least
+ * from, in id order, at most limit of them: their ctids go to tids.
+ * Returns -1 if the outbox's primary key is not what the extension made.
+ *
+ * This is an index scan in C rather than a statement, because a statement
+ * would have to name the ulid >= operator, and a name can be made to
+ * resolve elsewhere (see prepare_plans()).  The scan key compares with
+ * uuid_ge, which the ulid operator class uses, found by its OID; the
+ * index is checked to be a btree on id with the default operator class of
+ * the column's type, whose order is uuid_cmp's.
+ */
+static int
+fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
+{
+	Oid			relid;
+	Relation	heap;
+	Relation	index;
+	Oid			indexid;
+	Oid			opclass;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int			n = 0;
+
+	relid = get_relname_relid("outbox", get_namespace_oid("inbox_outbox", false));
+	if (!OidIsValid(relid))
+		return -1;
+	heap = table_open(relid, AccessShareLock);
+	indexid = RelationGetPrimaryKeyIndex(heap);
+	if (!OidIsValid(indexid))
+	{
+		table_close(heap, AccessShareLock);
+		return -1;
+	}
+	index = index_open(indexid, AccessShareLock);
+	opclass = GetDefaultOpClass(index->rd_opcintype[0], BTREE_AM_OID);
+	if (index->rd_rel->relam != BTREE_AM_OID ||
+		index->rd_index->indnkeyatts != 1 ||
+		index->rd_index->indkey.values[0] != get_attnum(relid, "id") ||
+		!OidIsValid(opclass) ||
+		index->rd_opfamily[0] != get_opclass_family(opclass) ||
+		index_getprocinfo(index, 1, BTORDER_PROC)->fn_addr != uuid_cmp)
+	{
+		index_close(index, AccessShareLock);
+		table_close(heap, AccessShareLock);
+		return -1;
+	}
+
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_UUID_GE,
+				UlidPGetDatum(from));
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	slot = table_slot_create(heap, NULL);
+	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+		tids[n++] = slot->tts_tid;
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	return n;
+}
+
+/* Whether rows wait for a retry; run in the caller's transaction. */
+static bool
+any_failed_rows(void)
+{
+	bool		isnull;
+	int			ret = SPI_execute_plan(store.failed_plan, NULL, NULL, true, 1);
+
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look for failed outbox rows: %s",
+			 SPI_result_code_string(ret));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Whether this database has prepared transactions, which may hold outbox
+ * rows; run in the caller's transaction.
+ */
+bool
+relay_store_prepared_exist(void)
+{
+	bool		isnull;
+	int			ret;
+
+	prepare_plans();
+	ret = SPI_execute_plan(store.prepared_plan, NULL, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not look for prepared transactions: %s",
+			 SPI_result_code_string(ret));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * Read the next batch into cxt, in the caller's transaction (see
- * relay_begin_work()).  Returns the number of rows; *next_retry_ms is set to
- * the wait until the earliest pending retry, or -1 if none.
+ * relay_begin_read()).  Returns the number of rows; *next_retry_ms is set to
+ * the wait until the earliest pending retry, or -1 if none; *read says how
+ * the rows were read.
+ *
+ * With from set and no row waiting for a retry, the read starts at from
+ * (see fetch_from() and outbox_floor.c); otherwise at the low end of the
+ * outbox, skipping rows waiting for a retry and every later row of their
+ * keys.
  *
  * The batch ends at inbox_outbox.batch_size rows or before the row that
  * would take it past RELAY_ROUND_BYTES (one row is always taken), counted
@@ -348,7 +512,8 @@ copy_headers(RelayRow *row, Datum value, bool isnull)
  * round takes besides its rows' values, each held once.
  */
 int
-relay_store_fetch(MemoryContext cxt, RelayRow **rows_out, int64 *next_retry_ms)
+relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
+				  int64 *next_retry_ms, RelayRead *read)
 {
 	int			batch = inbox_outbox_batch_size;
 	Datum		args[2];
@@ -360,14 +525,44 @@ relay_store_fetch(MemoryContext cxt, RelayRow **rows_out, int64 *next_retry_ms)
 	MemoryContext old;
 
 	prepare_plans();
+	memset(read, 0, sizeof(*read));
+	*next_retry_ms = -1;
+	read->failed_rows = any_failed_rows();
+	read->from_start = from == NULL || read->failed_rows;
 
 	old = MemoryContextSwitchTo(cxt);
 	rows = palloc0(sizeof(RelayRow) * batch);
 	MemoryContextSwitchTo(old);
+	*rows_out = rows;
 
-	args[0] = Int32GetDatum(batch);
 	args[1] = Int32GetDatum(inbox_outbox_max_message_bytes);
-	portal = SPI_cursor_open(NULL, store.fetch_plan, args, NULL, true);
+	if (!read->from_start)
+	{
+		ItemPointerData *tids = palloc(sizeof(ItemPointerData) * batch);
+		Datum	   *tid_datums;
+		int			ntids = fetch_from(from, batch, tids);
+
+		if (ntids < 0)
+			read->from_start = true;	/* the outbox was changed by hand */
+		else if (ntids == 0)
+			return 0;
+		else
+		{
+			tid_datums = palloc(sizeof(Datum) * ntids);
+			for (int i = 0; i < ntids; i++)
+				tid_datums[i] = PointerGetDatum(&tids[i]);
+			args[0] = PointerGetDatum(construct_array(tid_datums, ntids, TIDOID,
+													  sizeof(ItemPointerData), false,
+													  TYPALIGN_SHORT));
+			portal = SPI_cursor_open(NULL, store.fetch_tids_plan, args, NULL, true);
+		}
+	}
+	if (read->from_start)
+	{
+		args[0] = Int32GetDatum(batch);
+		portal = SPI_cursor_open(NULL, store.fetch_plan, args, NULL, true);
+	}
+
 	while (n < batch && !full)
 	{
 		SPI_cursor_fetch(portal, true, Min(256, batch - n));
@@ -430,8 +625,11 @@ relay_store_fetch(MemoryContext cxt, RelayRow **rows_out, int64 *next_retry_ms)
 	}
 	SPI_cursor_close(portal);
 
-	*next_retry_ms = -1;
-	if (n < batch && !full)
+	read->cut = full || n == batch;
+	if (n > 0)
+		read->last_id = rows[n - 1].id;
+
+	if (read->failed_rows && !read->cut)
 	{
 		int			ret;
 
@@ -447,7 +645,6 @@ relay_store_fetch(MemoryContext cxt, RelayRow **rows_out, int64 *next_retry_ms)
 		}
 	}
 
-	*rows_out = rows;
 	return n;
 }
 
@@ -721,9 +918,20 @@ relay_store_record(RelayRow *rows, const KafkaResult *results, int n,
 			{
 				tally->dead_lettered++;
 				snprintf(last_dead, sizeof(last_dead), "event %s: %s", row->id_text, reason);
+				row->gone = true;
 			}
 		}
 		relay_end_work();
+	}
+
+	/* what stays in the outbox keeps the relay's floor down */
+	for (int i = 0; i < n; i++)
+	{
+		if (rows[i].gone || results[i].outcome == KAFKA_DELIVERED)
+			continue;
+		if (!tally->any_left || ulid_compare(&rows[i].id, &tally->lowest_left) < 0)
+			tally->lowest_left = rows[i].id;
+		tally->any_left = true;
 	}
 
 	if (tally->dead_lettered > 0)

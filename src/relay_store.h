@@ -37,7 +37,17 @@ typedef struct RelayRow
 	int			attempts;
 	bool		oversize;		/* above inbox_outbox.max_message_bytes */
 	char	   *unsendable;		/* why the row cannot become a message */
+	bool		gone;			/* moved to the dead-letter table */
 } RelayRow;
+
+/* How a round's rows were read. */
+typedef struct RelayRead
+{
+	bool		from_start;		/* from the low end of the outbox */
+	bool		failed_rows;	/* rows wait for a retry (read from the start) */
+	bool		cut;			/* more rows may follow the last one read */
+	pg_ulid		last_id;		/* the last row read, if any */
+} RelayRead;
 
 /* What recording a round came to, for relay_status. */
 typedef struct RelayTally
@@ -47,14 +57,19 @@ typedef struct RelayTally
 	uint64		dead_lettered;	/* moved to the dead-letter table */
 	bool		all_recorded;	/* every failure could be recorded */
 	char		last_failure[RELAY_ERROR_LEN];	/* empty if none */
+	bool		any_left;		/* rows of the round are still in the outbox */
+	pg_ulid		lowest_left;	/* the lowest of their ids */
 } RelayTally;
 
 extern void relay_store_set_role(Oid role);
 extern void relay_begin_work(const char *activity);
+extern void relay_begin_read(const char *activity, pg_ulid *floor);
 extern void relay_end_work(void);
 
-extern int	relay_store_fetch(MemoryContext cxt, RelayRow **rows_out,
-							  int64 *next_retry_ms);
+extern int	relay_store_fetch(MemoryContext cxt, const pg_ulid *from,
+							  RelayRow **rows_out, int64 *next_retry_ms,
+							  RelayRead *read);
+extern bool relay_store_prepared_exist(void);
 extern int	relay_store_choose(RelayRow **rows, int n, bool *isolated);
 extern void relay_store_record(RelayRow *rows, const KafkaResult *results,
 							   int n, bool isolated, MemoryContext cxt,

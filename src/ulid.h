@@ -51,6 +51,13 @@ typedef struct UlidTestHooks
 	void		(*fill_random) (unsigned char *buf, size_t len);
 } UlidTestHooks;
 
+/* ulids compare as their bytes do, as uuids do */
+static inline int
+ulid_compare(const pg_ulid *a, const pg_ulid *b)
+{
+	return memcmp(a->data, b->data, ULID_LEN);
+}
+
 extern void ulid_init(void);
 extern void ulid_generator_shmem_init(UlidGeneratorState *state, bool found);
 extern void ulid_generate(pg_ulid *result);
