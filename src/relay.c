@@ -97,6 +97,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "database_ops.h"
 #include "inbox_outbox.h"
 #include "kafka.h"
 #include "shared_state.h"
@@ -741,6 +742,9 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 
 	if (ShutdownRequestPending)
 	{
+		/* a DROP, RENAME, ... of the database waits: no grace period */
+		if (relay_must_leave_now())
+			return false;
 		if (*shutdown_deadline == 0)
 			*shutdown_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															 inbox_outbox_shutdown_timeout);
@@ -1383,6 +1387,7 @@ relay_claim(void)
 {
 	uint32		generation;
 	pid_t		other = 0;
+	bool		held = false;
 
 	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
 	my_slot = relay_slot_find(MyDatabaseId);
@@ -1390,7 +1395,8 @@ relay_claim(void)
 	if (my_slot != NULL)
 	{
 		other = my_slot->pid;
-		if (other == 0)
+		held = (other == 0 && database_op_holds(MyDatabaseId));
+		if (other == 0 && !held)
 		{
 			my_slot->pid = MyProcPid;
 			my_slot->latch = MyLatch;
@@ -1407,6 +1413,15 @@ relay_claim(void)
 		ereport(LOG,
 				errmsg("inbox_outbox relay for database %u is already running with PID %d",
 					   MyDatabaseId, (int) other));
+		proc_exit(0);
+	}
+	if (held)
+	{
+		/* started just before a DROP, RENAME, ... of the database held it */
+		my_slot = NULL;
+		ereport(LOG,
+				errmsg("inbox_outbox relay for database %u leaves: a database operation is under way",
+					   MyDatabaseId));
 		proc_exit(0);
 	}
 	before_shmem_exit(relay_shmem_exit, (Datum) 0);
