@@ -13,6 +13,7 @@ EXTVERSION = 0.4
 MODULE_big = inbox_outbox
 OBJS = \
 	src/inbox_outbox.o \
+	src/database_ops.o \
 	src/guc_check.o \
 	src/log_redact.o \
 	src/launcher.o \

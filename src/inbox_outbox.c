@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * inbox_outbox.c
- *	  Module initialization: configuration parameters, shared memory and the
- *	  launcher.
+ *	  Module initialization: configuration parameters, shared memory, the
+ *	  launcher, and the hook that moves the relay out of the way of DROP,
+ *	  RENAME and other operations on its database (database_ops.c).
  *
  * Nothing here talks to Kafka.  librdkafka is linked only into
  * inbox_outbox_relay.so, which only the relay worker loads, after it has
@@ -27,6 +28,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "database_ops.h"
 #include "inbox_outbox.h"
 #include "outbox_floor.h"
 #include "shared_state.h"
@@ -210,6 +212,7 @@ _PG_init(void)
 		shared_state_request();
 		outbox_floor_request();
 		launcher_register();
+		database_ops_init();
 	}
 
 	ulid_init();

@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "database_ops.h"
 #include "inbox_outbox.h"
 #include "shared_state.h"
 
@@ -59,6 +60,7 @@ PGDLLEXPORT void inbox_outbox_launcher_main(Datum main_arg);
 
 #define RELAY_RESTART_DELAY		2000	/* ms */
 #define LAUNCHER_NAP			10000	/* ms between database rescans */
+#define HOLD_RECHECK			1000	/* ms between looks at a held database */
 
 /* The launcher's private view of a slot. */
 typedef struct LauncherEntry
@@ -399,6 +401,12 @@ launcher_pass(void)
 			nap = Min(nap, Max(wait, 10));
 			if (slot->state == RELAY_NO_WORKER)
 				starve(db, RELAY_STARVED_NO_WORKER);
+			continue;
+		}
+		/* a DROP, RENAME, ... of the database is under way (database_ops.c) */
+		if (database_op_holds(db->dbid))
+		{
+			nap = Min(nap, HOLD_RECHECK);
 			continue;
 		}
 		forget_absent(db->dbid);

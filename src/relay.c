@@ -88,6 +88,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "database_ops.h"
 #include "inbox_outbox.h"
 #include "kafka.h"
 #include "outbox_floor.h"
@@ -282,6 +283,9 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 
 	if (ShutdownRequestPending)
 	{
+		/* a DROP, RENAME, ... of the database waits: no grace period */
+		if (relay_must_leave_now())
+			return false;
 		if (*shutdown_deadline == 0)
 			*shutdown_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															 inbox_outbox_shutdown_timeout);
@@ -665,6 +669,7 @@ relay_claim(void)
 	uint32		generation;
 	pid_t		other = 0;
 	Oid			extension;
+	bool		held = false;
 
 	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
 	relay.slot = relay_slot_find(MyDatabaseId);
@@ -672,7 +677,8 @@ relay_claim(void)
 	if (relay.slot != NULL)
 	{
 		other = relay.slot->pid;
-		if (other == 0)
+		held = (other == 0 && database_op_holds(MyDatabaseId));
+		if (other == 0 && !held)
 		{
 			relay.slot->pid = MyProcPid;
 			relay.slot->latch = MyLatch;
@@ -689,6 +695,15 @@ relay_claim(void)
 		ereport(LOG,
 				errmsg("inbox_outbox relay for database %u is already running with PID %d",
 					   MyDatabaseId, (int) other));
+		proc_exit(0);
+	}
+	if (held)
+	{
+		/* started just before a DROP, RENAME, ... of the database held it */
+		relay.slot = NULL;
+		ereport(LOG,
+				errmsg("inbox_outbox relay for database %u leaves: a database operation is under way",
+					   MyDatabaseId));
 		proc_exit(0);
 	}
 	before_shmem_exit(relay_shmem_exit, (Datum) 0);

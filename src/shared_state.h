@@ -67,6 +67,20 @@ typedef struct RelaySlot
 	char		last_error[RELAY_ERROR_LEN];
 } RelaySlot;
 
+/*
+ * A database that DROP DATABASE, ALTER DATABASE ... RENAME TO or SET
+ * TABLESPACE, or CREATE DATABASE ... TEMPLATE is about to work on
+ * (database_ops.c): while the hold lasts no relay starts there, and a relay
+ * told to stop there leaves without waiting for acknowledgements.
+ */
+#define DATABASE_MAX_HOLDS		64
+
+typedef struct DatabaseHold
+{
+	Oid			dbid;			/* InvalidOid: free */
+	pid_t		holder;			/* the backend running the command */
+} DatabaseHold;
+
 /* Inbox consumers whose absorbed duplicates are counted. */
 #define INBOX_MAX_CONSUMERS		256
 #define INBOX_CONSUMER_MAXLEN	63
@@ -89,6 +103,7 @@ typedef struct InboxOutboxShared
 	RelaySlot	relays[RELAY_MAX_DATABASES];
 	int			nstarved;		/* databases the last launcher pass left out */
 	StarvedDatabase starved[RELAY_MAX_DATABASES];
+	DatabaseHold holds[DATABASE_MAX_HOLDS];
 
 	int			nconsumers;		/* used entries of consumers[] */
 	InboxConsumerStats consumers[INBOX_MAX_CONSUMERS];
