@@ -28,6 +28,7 @@ static const char *const state_names[] = {
 	[RELAY_BROKER_UNREACHABLE] = "broker unreachable",
 	[RELAY_STOPPED] = "stopped",
 	[RELAY_NO_WORKER] = "no free worker",
+	[RELAY_PAUSED_COPY] = "paused: copy of another database",
 };
 
 Datum
