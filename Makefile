@@ -20,6 +20,7 @@ OBJS = \
 	src/inbox.o \
 	src/outbox.o \
 	src/outbox_floor.o \
+	src/outbox_identity.o \
 	src/relay_status.o \
 	src/shared_state.o \
 	src/spi_plan.o \
@@ -37,7 +38,7 @@ RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges saved_plans
+REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges saved_plans outbox_copies
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf

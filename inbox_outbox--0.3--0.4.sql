@@ -30,6 +30,52 @@ REVOKE ALL ON FUNCTION inbox_outbox.inbox_prune_once(interval, integer, timestam
 REVOKE ALL ON FUNCTION inbox_outbox.inbox_duplicates() FROM PUBLIC;
 
 --
+-- The database the outbox publishes for: this server's system identifier
+-- and this database's OID.  A copy of the database takes its pending
+-- events along (pg_dump dumps the outbox, CREATE DATABASE ... TEMPLATE
+-- copies it), and the relay publishes only while every row here names the
+-- database it runs in; inbox_outbox.adopt_outbox() makes a copy publish, or
+-- discards what it copied.  pg_dump dumps these rows too, so a restore adds
+-- the source's row beside the one CREATE EXTENSION recorded: no unique key,
+-- so that the restore never fails on it.  The name sorts before "outbox":
+-- pg_dump loads a schema's tables in name order, so a serial restore
+-- commits this table's rows before the restored events.  REPLICA IDENTITY
+-- FULL, so that adopting the outbox of a database that publishes the table
+-- (FOR ALL TABLES) can delete its rows.  See src/outbox_identity.c.
+--
+
+CREATE TABLE inbox_outbox.database_identity (
+	system_identifier	bigint NOT NULL,
+	database_oid		oid NOT NULL,
+	recorded_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE inbox_outbox.database_identity IS
+	'the database the outbox publishes for; a copy of the database pauses its relay until inbox_outbox.adopt_outbox()';
+ALTER TABLE inbox_outbox.database_identity REPLICA IDENTITY FULL;
+
+INSERT INTO inbox_outbox.database_identity (system_identifier, database_oid)
+SELECT c.system_identifier, d.oid
+FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d
+WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database();
+
+SELECT pg_catalog.pg_extension_config_dump('inbox_outbox.database_identity', '');
+
+-- A change here (adopt_outbox(), a restore) wakes the relay at commit.
+CREATE TRIGGER database_identity_wakeup
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON inbox_outbox.database_identity
+	FOR EACH STATEMENT EXECUTE FUNCTION inbox_outbox.outbox_wakeup();
+
+CREATE FUNCTION inbox_outbox.adopt_outbox(discard_pending boolean DEFAULT false,
+										  OUT pending bigint, OUT discarded bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'adopt_outbox'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION inbox_outbox.adopt_outbox(boolean) IS
+	'make this database the one its outbox publishes for, after a restore, a template copy or pg_upgrade; with discard_pending, delete the copied pending events first';
+REVOKE ALL ON FUNCTION inbox_outbox.adopt_outbox(boolean) FROM PUBLIC;
+
+--
 -- What each kind of role needs, in one place: the grant and revoke
 -- functions below read these lists, and docs/security.md prints them.
 -- Objects are held by OID (a regclass or regprocedure constant is resolved
@@ -71,7 +117,8 @@ BEGIN ATOMIC
 		(24, 'relay', 'SELECT, INSERT, UPDATE', 'TABLE', 'inbox_outbox.outbox_dead_letter'::regclass::text),
 		(25, 'relay', 'SELECT, DELETE', 'TABLE', 'inbox_outbox.inbox'::regclass::text),
 		(26, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
-		(27, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text)
+		(27, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
+		(28, 'relay', 'SELECT, INSERT', 'TABLE', 'inbox_outbox.database_identity'::regclass::text)
 	) AS p(n, kind, privilege, objtype, name)
 	WHERE p.kind OPERATOR(pg_catalog.=) role_privileges.kind
 	ORDER BY p.n;

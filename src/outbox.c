@@ -342,7 +342,8 @@ outbox_publish(PG_FUNCTION_ARGS)
 
 /*
  * inbox_outbox.outbox_wakeup(): AFTER INSERT statement trigger on the
- * outbox table.
+ * outbox table, and AFTER any change on inbox_outbox.database_identity (so
+ * that a paused copy's relay looks again once adopt_outbox() commits).
  */
 Datum
 outbox_wakeup(PG_FUNCTION_ARGS)

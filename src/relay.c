@@ -92,6 +92,7 @@
 #include "inbox_outbox.h"
 #include "kafka.h"
 #include "outbox_floor.h"
+#include "outbox_identity.h"
 #include "relay_store.h"
 #include "shared_state.h"
 #include "standby_wait.h"
@@ -102,7 +103,8 @@ PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
 
 static bool producer_settings_changed(void);
 static bool producer_settings_accepted(void);
-static void relay_wait_until_resolved(const char *reason, const char *hint,
+static void relay_wait_until_resolved(RelayState state, const char *reason,
+									  const char *hint,
 									  bool (*resolved) (void)) pg_attribute_noreturn();
 
 /*
@@ -478,15 +480,15 @@ relay_rest(long ms)
  * any transaction.
  */
 static void
-relay_wait_until_resolved(const char *reason, const char *hint,
-						  bool (*resolved) (void))
+relay_wait_until_resolved(RelayState state, const char *reason,
+						  const char *hint, bool (*resolved) (void))
 {
 	ereport(LOG,
 			errmsg("inbox_outbox relay for database \"%s\" cannot work: %s",
 				   relay.database_name, reason),
 			errhint("%s", hint));
 	relay_record_error(reason);
-	relay_set_state(RELAY_STOPPED);
+	relay_set_state(state);
 
 	while (!ShutdownRequestPending)
 	{
@@ -499,6 +501,42 @@ relay_wait_until_resolved(const char *reason, const char *hint,
 			break;
 	}
 	proc_exit(0);
+}
+
+/*
+ * Whether a paused copy may publish now, or paused for another reason than
+ * the one it logged (a subscription dropped, the identity still another
+ * database's): either way the relay starts afresh.
+ */
+static bool
+relay_copy_resolved(void)
+{
+	const char *reason;
+	bool		resolved;
+
+	relay_begin_work("inbox_outbox relay: checking whose outbox this is");
+	resolved = outbox_identity_verify(&reason, NULL) ||
+		strcmp(reason, relay.slot->last_error) != 0;
+	relay_end_work();
+	return resolved;
+}
+
+/*
+ * Called in the transaction that reads the outbox, before it does: a copy
+ * of another database (a restore, a template copy, pg_upgrade) or a
+ * logical replica of its outbox publishes nothing until an administrator
+ * adopts it (see outbox_identity.c).
+ */
+static void
+relay_pause_if_copy(void)
+{
+	const char *reason;
+	const char *hint;
+
+	if (outbox_identity_verify(&reason, &hint))
+		return;
+	relay_end_work();
+	relay_wait_until_resolved(RELAY_PAUSED_COPY, reason, hint, relay_copy_resolved);
 }
 
 /* Whether brokers and kafka_config hold values their check hooks passed. */
@@ -585,7 +623,7 @@ relay_create_producer(void)
 	if (edata != NULL)
 	{
 		kafka_config_file_stamp(&relay.refused_file_stamp);
-		relay_wait_until_resolved(edata->detail ?
+		relay_wait_until_resolved(RELAY_STOPPED, edata->detail ?
 								  psprintf("%s: %s", edata->message, edata->detail) :
 								  edata->message,
 								  "Correct inbox_outbox.kafka_config, inbox_outbox.brokers or the file it names; the relay tries again when one of them changes.",
@@ -647,7 +685,8 @@ relay_become_role(void)
 	if (!OidIsValid(role))
 	{
 		relay.wanted_role = pstrdup(inbox_outbox_relay_role);
-		relay_wait_until_resolved(psprintf("role \"%s\" named by inbox_outbox.relay_role does not exist",
+		relay_wait_until_resolved(RELAY_STOPPED,
+								  psprintf("role \"%s\" named by inbox_outbox.relay_role does not exist",
 										   inbox_outbox_relay_role),
 								  "Create the role, or change inbox_outbox.relay_role and reload the configuration.",
 								  relay_role_resolved);
@@ -801,7 +840,8 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay_process_reload();
 		relay_exit_if_role_changed();
 		if (inbox_outbox_refused_at_start & (REFUSED_BROKERS | REFUSED_KAFKA_CONFIG))
-			relay_wait_until_resolved(psprintf("the value of %s in the configuration file was refused when the server started",
+			relay_wait_until_resolved(RELAY_STOPPED,
+									  psprintf("the value of %s in the configuration file was refused when the server started",
 											   (inbox_outbox_refused_at_start & REFUSED_BROKERS) ?
 											   "inbox_outbox.brokers" : "inbox_outbox.kafka_config"),
 									  "Correct it and reload the configuration; the relay does not fall back to the default.",
@@ -826,6 +866,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		standby_mark_round();
 		exit_unless_extension(generation);
+		relay_pause_if_copy();
 		n = relay_store_fetch(relay.round_context, relay.from_start ? NULL : &from,
 							  &rows, &next_retry_ms, &read);
 		relay_end_work();

@@ -30,6 +30,7 @@ static const char *const state_names[] = {
 	[RELAY_WAITING_FOR_STANDBY] = "waiting for standby",
 	[RELAY_STOPPED] = "stopped",
 	[RELAY_NO_WORKER] = "no free worker",
+	[RELAY_PAUSED_COPY] = "paused: copy of another database",
 };
 
 Datum

@@ -29,7 +29,8 @@ typedef enum RelayState
 	RELAY_BROKER_UNREACHABLE,
 	RELAY_WAITING_FOR_STANDBY,	/* see standby_wait.c */
 	RELAY_STOPPED,
-	RELAY_NO_WORKER				/* the launcher found no free worker */
+	RELAY_NO_WORKER,			/* the launcher found no free worker */
+	RELAY_PAUSED_COPY			/* a copy of another database's outbox */
 } RelayState;
 
 /* Why a database with the extension has no relay. */
