@@ -111,3 +111,25 @@ ROLLBACK;
 TRUNCATE inbox_outbox.inbox;
 DROP FUNCTION like_product(int, int);
 DROP TABLE likes;
+
+-- One database names at most 32 consumers in the duplicate counters, so
+-- that it cannot take the entries of others; the duplicates of its other
+-- consumers are counted together, under a NULL consumer.
+SELECT current_database() AS origdb \gset
+CREATE DATABASE inbox_consumer_cap;
+\c inbox_consumer_cap
+SET client_min_messages = warning;
+CREATE EXTENSION inbox_outbox;
+RESET client_min_messages;
+SELECT count(*) FILTER (WHERE first AND NOT second) AS claimed_then_absorbed
+FROM generate_series(1, 40) g,
+	 LATERAL (SELECT inbox_try_claim('e', 'c' || g) AS first,
+					 inbox_try_claim('e', 'c' || g) AS second) x;
+SELECT count(*) FILTER (WHERE consumer IS NOT NULL) AS named,
+	   sum(duplicates) FILTER (WHERE consumer IS NOT NULL) AS named_duplicates,
+	   sum(duplicates) FILTER (WHERE consumer IS NULL) AS other_duplicates
+FROM inbox_outbox.inbox_duplicates();
+SELECT count(*) AS rows, count(*) FILTER (WHERE consumer IS NULL) AS others_row
+FROM inbox_outbox.inbox_consumers;
+\c :origdb
+DROP DATABASE inbox_consumer_cap;

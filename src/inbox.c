@@ -14,7 +14,9 @@
  *
  * Absorbed duplicates are counted in shared memory per database and
  * consumer (since server start); counting them in a table would make every
- * duplicate a write.
+ * duplicate a write.  A database names at most INBOX_CONSUMERS_PER_DB
+ * consumers there; the duplicates of its others are counted together, so
+ * that one database cannot take every entry.
  *
  * Old claims are deleted by the relay between rounds (inbox_prune_paced():
  * bounded batches in short transactions, oldest first through the btree on
@@ -66,11 +68,54 @@ find_consumer(InboxOutboxShared *shared, const char *consumer, int len)
 	{
 		InboxConsumerStats *c = &shared->consumers[i];
 
-		if (c->dbid == MyDatabaseId && strncmp(c->consumer, consumer, len) == 0 &&
-			c->consumer[len] == '\0')
+		if (c->dbid == MyDatabaseId && !c->others &&
+			strncmp(c->consumer, consumer, len) == 0 && c->consumer[len] == '\0')
 			return c;
 	}
 	return NULL;
+}
+
+/*
+ * A new counter for the consumer, or this database's counter of the other
+ * consumers once it has INBOX_CONSUMERS_PER_DB named ones, so that one
+ * database cannot take every entry.  NULL if the table is full.  The
+ * caller holds the lock exclusively.
+ */
+static InboxConsumerStats *
+add_consumer(InboxOutboxShared *shared, const char *consumer, int len)
+{
+	InboxConsumerStats *others = NULL;
+	InboxConsumerStats *c;
+	int			named = 0;
+
+	for (int i = 0; i < shared->nconsumers; i++)
+	{
+		c = &shared->consumers[i];
+		if (c->dbid != MyDatabaseId)
+			continue;
+		if (c->others)
+			others = c;
+		else
+			named++;
+	}
+	if (named < INBOX_CONSUMERS_PER_DB || others == NULL)
+	{
+		if (shared->nconsumers >= INBOX_MAX_CONSUMERS)
+			return others;
+		c = &shared->consumers[shared->nconsumers++];
+		c->dbid = MyDatabaseId;
+		c->others = named >= INBOX_CONSUMERS_PER_DB;
+		if (c->others)
+			c->consumer[0] = '\0';
+		else
+		{
+			memcpy(c->consumer, consumer, len);
+			c->consumer[len] = '\0';
+		}
+		pg_atomic_init_u64(&c->duplicates, 0);
+		return c;
+	}
+	return others;
 }
 
 static void
@@ -91,15 +136,8 @@ count_duplicate(const char *consumer, int len)
 		/* look again: another backend may have added it meanwhile */
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 		found = find_consumer(shared, consumer, len);
-		if (found == NULL && shared->nconsumers < INBOX_MAX_CONSUMERS)
-		{
-			found = &shared->consumers[shared->nconsumers];
-			found->dbid = MyDatabaseId;
-			memcpy(found->consumer, consumer, len);
-			found->consumer[len] = '\0';
-			pg_atomic_init_u64(&found->duplicates, 0);
-			shared->nconsumers++;
-		}
+		if (found == NULL)
+			found = add_consumer(shared, consumer, len);
 		LWLockRelease(shared->lock);
 	}
 
@@ -392,7 +430,9 @@ inbox_duplicates(PG_FUNCTION_ARGS)
 
 		if (c->dbid != MyDatabaseId)
 			continue;
-		values[0] = CStringGetTextDatum(c->consumer);
+		/* the consumers past the named ones show as NULL */
+		nulls[0] = c->others;
+		values[0] = c->others ? (Datum) 0 : CStringGetTextDatum(c->consumer);
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&c->duplicates));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -22,14 +22,19 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "nodes/value.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 #include "inbox_outbox.h"
 #include "shared_state.h"
@@ -370,19 +375,73 @@ relay_launcher_wakeup(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Whether a DROP statement drops this extension.
+ */
+static bool
+drops_this_extension(Node *parsetree)
+{
+	DropStmt   *stmt = (DropStmt *) parsetree;
+	ListCell   *lc;
+
+	if (parsetree == NULL || !IsA(parsetree, DropStmt) ||
+		stmt->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, stmt->objects)
+	{
+		if (strcmp(strVal(lfirst(lc)), "inbox_outbox") == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Say how many events a DROP EXTENSION discards, if the caller may read
+ * the outbox (a NOTICE must not make the drop fail).
+ */
+static void
+notice_discarded_events(void)
+{
+	Oid			outbox = get_relname_relid("outbox",
+										   get_namespace_oid("inbox_outbox", true));
+	int64		pending;
+	bool		isnull;
+
+	if (!OidIsValid(outbox) ||
+		pg_class_aclcheck(outbox, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		return;
+
+	SPI_connect();
+	if (SPI_execute("SELECT pg_catalog.count(*) FROM inbox_outbox.outbox", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count the outbox's rows");
+	pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  1, &isnull));
+	SPI_finish();
+	if (pending > 0)
+		ereport(NOTICE,
+				errmsg_plural("dropping extension inbox_outbox discards %lld event not yet sent to Kafka",
+							  "dropping extension inbox_outbox discards %lld events not yet sent to Kafka",
+							  pending, (long long) pending));
+}
+
+/*
  * inbox_outbox.relay_ddl_wakeup(): event trigger at the start of DROP
  * EXTENSION.  The relay of this database is woken once the drop commits,
  * finds the extension gone and stops, instead of noticing only at its next
- * fallback poll.
+ * fallback poll.  A drop of this extension also says how many events it
+ * discards.
  */
 Datum
 relay_ddl_wakeup(PG_FUNCTION_ARGS)
 {
+	EventTriggerData *trigdata = (EventTriggerData *) fcinfo->context;
+
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
 				errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				errmsg("relay_ddl_wakeup() must be called as an event trigger"));
 
+	if (drops_this_extension(trigdata->parsetree))
+		notice_discarded_events();
 	wake_at_commit(true, false);
 	PG_RETURN_VOID();
 }

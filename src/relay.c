@@ -133,6 +133,11 @@ typedef struct Relay
 	bool		from_start;		/* at the low end of the outbox */
 	pg_ulid		floor;			/* otherwise at this id */
 	TimestampTz last_full_read; /* when a read last started at the low end */
+
+	/* DROP EXTENSION during a round (see relay_extension_dropped()) */
+	TimestampTz last_extension_check;
+	bool		extension_check_pending;
+	bool		extension_dropped;
 } Relay;
 
 static Relay relay;
@@ -239,13 +244,40 @@ producer_config_changed(void)
 }
 
 /*
+ * Whether the extension was dropped.  DROP EXTENSION wakes the relay (an
+ * event trigger sets its latch), and a round waiting on brokers that do not
+ * answer would otherwise go on for good with its rows gone, keeping the
+ * database busy.  Every wake-up (woken) asks for a look, and a look is
+ * taken at most once a second: a wake-up within the second after a look is
+ * looked into when the second is over.  Called outside any transaction.
+ */
+static bool
+relay_extension_dropped(bool woken)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (woken)
+		relay.extension_check_pending = true;
+	if (relay.extension_dropped || !relay.extension_check_pending ||
+		!TimestampDifferenceExceeds(relay.last_extension_check, now, 1000))
+		return relay.extension_dropped;
+	relay.extension_check_pending = false;
+	relay.last_extension_check = now;
+	StartTransactionCommand();
+	relay.extension_dropped = !OidIsValid(get_extension_oid("inbox_outbox", true));
+	CommitTransactionCommand();
+	return relay.extension_dropped;
+}
+
+/*
  * One step of a round's wait: sleep until the latch, librdkafka's event
  * pipe or 100 ms, then serve delivery reports and look at what happened.
  * Returns false when the round must end now: the producer failed fatally
  * (*fatal is set), the Kafka settings changed while no broker answers (the
  * round cannot end otherwise; its rows stay and the next round uses the new
- * settings), or a shutdown was asked for and *shutdown_deadline, set at the
- * first step that sees the request, has passed.
+ * settings), the extension was dropped, or a shutdown was asked for and
+ * *shutdown_deadline, set at the first step that sees the request, has
+ * passed.
  */
 static bool
 relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
@@ -261,6 +293,10 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 		ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	kafka_serve(relay.producer);
+
+	/* the round's rows went with the extension: nothing to wait for */
+	if (relay_extension_dropped((rc & WL_LATCH_SET) != 0))
+		return false;
 
 	if (kafka_take_error(relay.producer, errbuf, sizeof(errbuf)))
 		relay_record_error(errbuf);
@@ -892,6 +928,14 @@ inbox_outbox_relay_main(Datum main_arg)
 				continue;
 			}
 			delivered = relay_produce(rows, n);
+			if (relay.extension_dropped)
+			{
+				/* stop as the next read would, without recording anything */
+				relay_begin_work("inbox_outbox relay: stopping");
+				exit_unless_extension(generation);
+				relay_end_work();
+				proc_exit(0);
+			}
 
 			/*
 			 * A failure that could not be recorded leaves its row as it

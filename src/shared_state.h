@@ -84,11 +84,13 @@ typedef struct DatabaseHold
 
 /* Inbox consumers whose absorbed duplicates are counted. */
 #define INBOX_MAX_CONSUMERS		256
+#define INBOX_CONSUMERS_PER_DB	32	/* named; the rest share one entry */
 #define INBOX_CONSUMER_MAXLEN	63
 
 typedef struct InboxConsumerStats
 {
 	Oid			dbid;
+	bool		others;			/* counts the consumers past the named ones */
 	char		consumer[INBOX_CONSUMER_MAXLEN + 1];
 	pg_atomic_uint64 duplicates;
 } InboxConsumerStats;

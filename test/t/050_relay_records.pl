@@ -16,6 +16,8 @@
 #   stays.
 # - A producer setting librdkafka refuses makes the relay wait and say why,
 #   not restart every two seconds.
+# - A failure that cannot be recorded (a trigger refuses the dead letter)
+#   costs only its own row.
 use strict;
 use warnings;
 
@@ -146,6 +148,40 @@ like($log, qr/inbox_outbox relay moved 5000 events to inbox_outbox.outbox_dead_l
 	'the dead letters are logged once, with their count');
 unlike($log, qr/LOG:  librdkafka: CONFWARN: .*enable\.gapless\.guarantee is experimental/,
 	'librdkafka\'s warning about a property the relay sets on purpose is not logged');
+
+# 5. A failure that cannot be recorded costs only its own row: each record
+# runs in a subtransaction of its own.  A trigger refuses one dead letter;
+# the others of the round are recorded, the refused row stays in the
+# outbox, and the same relay records it once the trigger is gone.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.refuse_dead_letter() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.key OPERATOR(pg_catalog.=) 'refused' THEN
+		RAISE EXCEPTION 'dead letter refused by the test';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON inbox_outbox.outbox_dead_letter
+	FOR EACH ROW EXECUTE FUNCTION public.refuse_dead_letter();
+});
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres',
+	q{INSERT INTO inbox_outbox.outbox (topic, key, payload)
+	  SELECT 'orders', k, convert_to(repeat('z', 1500), 'UTF8')
+	  FROM unnest(ARRAY['before', 'refused', 'after']) k});
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 2 FROM inbox_outbox.outbox_dead_letter WHERE key IN ('before', 'after')})
+  or die 'the recordable dead letters were not recorded';
+ok($node->wait_for_log(qr/could not record the failure of event \w+: dead letter refused by the test/,
+		$offset), 'the failure that could not be recorded is logged');
+is($node->safe_psql('postgres', 'SELECT key FROM inbox_outbox.outbox'),
+	'refused', 'its row stays in the outbox, alone');
+is(relay_pid($node), $pid, 'the relay goes on in the same process');
+$node->safe_psql('postgres', 'DROP TRIGGER refuse ON inbox_outbox.outbox_dead_letter');
+wait_outbox_empty($node, 'postgres', 'refused dead letter');
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM inbox_outbox.outbox_dead_letter WHERE key = 'refused'}),
+	'1', 'once the trigger is gone, the row is recorded');
 
 $node->stop;
 done_testing();

@@ -116,5 +116,23 @@ $node->poll_query_until('postgres',
   or die 'the events were lost';
 pass('the undelivered events are still in the outbox after the stop');
 
+# 4. DROP EXTENSION while a round waits on brokers that never answer: the
+# relay leaves within a second or two instead of waiting for good with the
+# rows gone, and logs no error about the dropped tables.
+$node->poll_query_until('postgres',
+	q{SELECT state = 'broker unreachable' FROM inbox_outbox.relay_status})
+  or die 'the relay did not wait on the broker again';
+my $relay = $node->safe_psql('postgres', 'SELECT pid FROM inbox_outbox.relay_status');
+my $log_offset = -s $node->logfile;
+$t0 = time();
+$node->safe_psql('postgres', 'DROP EXTENSION inbox_outbox');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $relay")
+  or die 'the relay stayed after DROP EXTENSION';
+$took = time() - $t0;
+cmp_ok($took, '<', 5,
+	sprintf('DROP EXTENSION ended a round stuck on a dead broker in %.1f s', $took));
+ok(!$node->log_contains(qr/ERROR:/, $log_offset), 'and nothing was logged as an error');
+
 $node->stop;
 done_testing();

@@ -46,6 +46,8 @@ $standby->init_from_backup($primary, 'b', has_streaming => 1);
 $standby->append_conf('postgresql.conf', q{primary_slot_name = 'standby1'});
 $standby->start;
 $primary->wait_for_catchup($standby, 'flush');
+is($standby->safe_psql('postgres', 'SELECT state FROM inbox_outbox.relay_status'),
+	'in recovery', 'the standby\'s relay_status says it is in recovery');
 
 # A walreceiver stopped with SIGSTOP, to be let go whatever happens.
 my $frozen;
