@@ -21,6 +21,7 @@ OBJS = \
 	src/outbox.o \
 	src/outbox_floor.o \
 	src/outbox_identity.o \
+	src/publish_hint.o \
 	src/relay_status.o \
 	src/shared_state.o \
 	src/spi_plan.o \

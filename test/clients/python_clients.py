@@ -14,6 +14,8 @@ import uuid
 
 import psycopg
 from psycopg.types.json import Jsonb
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.string import StrDumperVarchar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -50,6 +52,41 @@ def record(conn_or_session, how, event_id, key, payload, headers):
         "payload_hex": None if payload is None else payload.hex(),
         "headers": headers, "created_us": created_us,
     })
+
+
+class UntypedBytesDumper(Dumper):
+    """bytes as node-postgres sends a Buffer: binary format, no type."""
+    format = Format.BINARY
+    oid = 0
+
+    def dump(self, obj):
+        return bytes(obj)
+
+
+def untyped_bytes_part(dsn):
+    with psycopg.connect(dsn) as conn:
+        conn.adapters.register_dumper(bytes, UntypedBytesDumper)
+        utf8 = "naïve €".encode()
+        cur = conn.execute("SELECT outbox_publish(%s, %s, %b)", ("clients", "untyped-utf8", utf8))
+        record(conn, "untyped bytes that are UTF-8", cur.fetchone()[0], "untyped-utf8", utf8, {})
+        conn.commit()
+        try:
+            conn.execute("SELECT outbox_publish(%s, %s, %b)",
+                         ("clients", "untyped-raw", bytes([0, 1, 0xFF])))
+            check("untyped bytes that are not UTF-8 are refused", "published", "refused")
+        except psycopg.Error as e:
+            check("untyped bytes that are not UTF-8: SQLSTATE", e.sqlstate, "22021")
+            check("untyped bytes that are not UTF-8: the hint says how to pass bytes",
+                  e.diag.message_hint,
+                  "An untyped parameter of outbox_publish() is read as text. To publish bytes, "
+                  "bind the payload as bytea or cast its parameter, "
+                  "as in outbox_publish($1, $2, $3::bytea).")
+            conn.rollback()
+        # the same bytes with the cast the hint names
+        raw = bytes([0, 1, 0xFF])
+        cur = conn.execute("SELECT outbox_publish(%s, %s, %b::bytea)", ("clients", "untyped-cast", raw))
+        record(conn, "untyped bytes cast to bytea", cur.fetchone()[0], "untyped-cast", raw, {})
+        conn.commit()
 
 
 def psycopg_part(dsn):
@@ -223,6 +260,7 @@ def main():
     ap.add_argument("--dsn", required=True)
     args = ap.parse_args()
     psycopg_part(args.dsn)
+    untyped_bytes_part(args.dsn)
     sqlalchemy_part(args.dsn)
     json.dump({"checks": checks, "published": published}, sys.stdout)
 
