@@ -21,11 +21,13 @@ OBJS = \
 	src/outbox.o \
 	src/outbox_floor.o \
 	src/outbox_identity.o \
+	src/publish_hint.o \
 	src/relay_status.o \
 	src/shared_state.o \
 	src/spi_plan.o \
 	src/standby_wait.o \
 	src/ulid.o \
+	src/ulid_ops.o \
 	src/ulid_text.o \
 	src/kafka_config.o
 
@@ -38,7 +40,7 @@ RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges saved_plans outbox_copies
+REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges saved_plans outbox_copies client_params
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf

@@ -76,6 +76,34 @@ COMMENT ON FUNCTION inbox_outbox.adopt_outbox(boolean) IS
 REVOKE ALL ON FUNCTION inbox_outbox.adopt_outbox(boolean) FROM PUBLIC;
 
 --
+-- outbox_publish() with the headers as JSON text: PgJDBC's setString binds
+-- varchar, which has no implicit cast to jsonb.  An untyped headers
+-- argument now resolves here too (text is the preferred type), and is read
+-- as jsonb all the same.  Not STRICT: a NULL payload is a tombstone.
+--
+CREATE FUNCTION @extschema@.outbox_publish(topic text, key text, payload bytea, headers text)
+	RETURNS @extschema@.ulid
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE
+	RETURN @extschema@.outbox_publish(topic, key, payload, headers::jsonb);
+CREATE FUNCTION @extschema@.outbox_publish(topic text, key text, payload text, headers text)
+	RETURNS @extschema@.ulid
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE
+	RETURN @extschema@.outbox_publish(topic, key, payload, headers::jsonb);
+CREATE FUNCTION @extschema@.outbox_publish(topic text, key text, payload jsonb, headers text)
+	RETURNS @extschema@.ulid
+	LANGUAGE sql VOLATILE PARALLEL UNSAFE
+	RETURN @extschema@.outbox_publish(topic, key, payload, headers::jsonb);
+COMMENT ON FUNCTION @extschema@.outbox_publish(text, text, bytea, text) IS
+	'publish an event whose headers are given as JSON text';
+COMMENT ON FUNCTION @extschema@.outbox_publish(text, text, text, text) IS
+	'publish an event with a text payload (sent as UTF-8) whose headers are given as JSON text';
+COMMENT ON FUNCTION @extschema@.outbox_publish(text, text, jsonb, text) IS
+	'publish an event with a JSON payload whose headers are given as JSON text';
+REVOKE ALL ON FUNCTION @extschema@.outbox_publish(text, text, bytea, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.outbox_publish(text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.outbox_publish(text, text, jsonb, text) FROM PUBLIC;
+
+--
 -- What each kind of role needs, in one place: the grant and revoke
 -- functions below read these lists, and docs/security.md prints them.
 -- Objects are held by OID (a regclass or regprocedure constant is resolved
@@ -96,29 +124,32 @@ BEGIN ATOMIC
 		(3, 'publisher', 'EXECUTE', 'FUNCTION', '@extschema@.outbox_publish(text, text, bytea, jsonb)'::regprocedure::text),
 		(4, 'publisher', 'EXECUTE', 'FUNCTION', '@extschema@.outbox_publish(text, text, text, jsonb)'::regprocedure::text),
 		(5, 'publisher', 'EXECUTE', 'FUNCTION', '@extschema@.outbox_publish(text, text, jsonb, jsonb)'::regprocedure::text),
-		(6, 'publisher', 'INSERT', 'TABLE', 'inbox_outbox.outbox'::regclass::text),
-		(7, 'publisher', 'SELECT (id, created_at)', 'TABLE', 'inbox_outbox.outbox'::regclass::text),
-		(8, 'publisher', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
-		(9, 'publisher', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
-		(10, 'consumer', 'USAGE', 'SCHEMA', '@extschema@'::regnamespace::text),
-		(11, 'consumer', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
-		(12, 'consumer', 'EXECUTE', 'FUNCTION', '@extschema@.inbox_try_claim(text, text)'::regprocedure::text),
-		(13, 'consumer', 'EXECUTE', 'FUNCTION', '@extschema@.inbox_try_claim(@extschema@.ulid, text)'::regprocedure::text),
-		(14, 'consumer', 'EXECUTE', 'FUNCTION', '@extschema@.inbox_try_claim(uuid, text)'::regprocedure::text),
-		(15, 'consumer', 'INSERT', 'TABLE', 'inbox_outbox.inbox'::regclass::text),
-		(16, 'monitor', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
-		(17, 'monitor', 'SELECT', 'TABLE', 'inbox_outbox.relay_status'::regclass::text),
-		(18, 'monitor', 'SELECT', 'TABLE', 'inbox_outbox.inbox_consumers'::regclass::text),
-		(19, 'monitor', 'EXECUTE', 'FUNCTION', 'inbox_outbox.relay_worker()'::regprocedure::text),
-		(20, 'monitor', 'EXECUTE', 'FUNCTION', 'inbox_outbox.inbox_duplicates()'::regprocedure::text),
-		(21, 'relay', 'USAGE', 'SCHEMA', '@extschema@'::regnamespace::text),
-		(22, 'relay', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
-		(23, 'relay', 'SELECT, UPDATE, DELETE', 'TABLE', 'inbox_outbox.outbox'::regclass::text),
-		(24, 'relay', 'SELECT, INSERT, UPDATE', 'TABLE', 'inbox_outbox.outbox_dead_letter'::regclass::text),
-		(25, 'relay', 'SELECT, DELETE', 'TABLE', 'inbox_outbox.inbox'::regclass::text),
-		(26, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
-		(27, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
-		(28, 'relay', 'SELECT, INSERT', 'TABLE', 'inbox_outbox.database_identity'::regclass::text)
+		(6, 'publisher', 'EXECUTE', 'FUNCTION', '@extschema@.outbox_publish(text, text, bytea, text)'::regprocedure::text),
+		(7, 'publisher', 'EXECUTE', 'FUNCTION', '@extschema@.outbox_publish(text, text, text, text)'::regprocedure::text),
+		(8, 'publisher', 'EXECUTE', 'FUNCTION', '@extschema@.outbox_publish(text, text, jsonb, text)'::regprocedure::text),
+		(9, 'publisher', 'INSERT', 'TABLE', 'inbox_outbox.outbox'::regclass::text),
+		(10, 'publisher', 'SELECT (id, created_at)', 'TABLE', 'inbox_outbox.outbox'::regclass::text),
+		(11, 'publisher', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
+		(12, 'publisher', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
+		(13, 'consumer', 'USAGE', 'SCHEMA', '@extschema@'::regnamespace::text),
+		(14, 'consumer', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
+		(15, 'consumer', 'EXECUTE', 'FUNCTION', '@extschema@.inbox_try_claim(text, text)'::regprocedure::text),
+		(16, 'consumer', 'EXECUTE', 'FUNCTION', '@extschema@.inbox_try_claim(@extschema@.ulid, text)'::regprocedure::text),
+		(17, 'consumer', 'EXECUTE', 'FUNCTION', '@extschema@.inbox_try_claim(uuid, text)'::regprocedure::text),
+		(18, 'consumer', 'INSERT', 'TABLE', 'inbox_outbox.inbox'::regclass::text),
+		(19, 'monitor', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
+		(20, 'monitor', 'SELECT', 'TABLE', 'inbox_outbox.relay_status'::regclass::text),
+		(21, 'monitor', 'SELECT', 'TABLE', 'inbox_outbox.inbox_consumers'::regclass::text),
+		(22, 'monitor', 'EXECUTE', 'FUNCTION', 'inbox_outbox.relay_worker()'::regprocedure::text),
+		(23, 'monitor', 'EXECUTE', 'FUNCTION', 'inbox_outbox.inbox_duplicates()'::regprocedure::text),
+		(24, 'relay', 'USAGE', 'SCHEMA', '@extschema@'::regnamespace::text),
+		(25, 'relay', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
+		(26, 'relay', 'SELECT, UPDATE, DELETE', 'TABLE', 'inbox_outbox.outbox'::regclass::text),
+		(27, 'relay', 'SELECT, INSERT, UPDATE', 'TABLE', 'inbox_outbox.outbox_dead_letter'::regclass::text),
+		(28, 'relay', 'SELECT, DELETE', 'TABLE', 'inbox_outbox.inbox'::regclass::text),
+		(29, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
+		(30, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
+		(31, 'relay', 'SELECT, INSERT', 'TABLE', 'inbox_outbox.database_identity'::regclass::text)
 	) AS p(n, kind, privilege, objtype, name)
 	WHERE p.kind OPERATOR(pg_catalog.=) role_privileges.kind
 	ORDER BY p.n;
@@ -253,3 +284,256 @@ REVOKE ALL ON FUNCTION inbox_outbox.outbox_floor() FROM PUBLIC;
 CREATE TRIGGER zz_outbox_floor BEFORE INSERT OR UPDATE OF id ON inbox_outbox.outbox
 	FOR EACH ROW EXECUTE FUNCTION inbox_outbox.outbox_floor();
 ALTER TABLE inbox_outbox.outbox ENABLE ALWAYS TRIGGER zz_outbox_floor;
+
+--
+-- Parameters as drivers send them.  PgJDBC's setString and SQLAlchemy's
+-- String bind an id as varchar; setObject(UUID), psycopg's uuid.UUID and
+-- pgx's pgtype.UUID bind it as uuid.  Comparisons take them through
+-- cross-type operators in the ulid operator families, so that an index on
+-- a ulid column serves them and an untyped literal still resolves to
+-- ulid = ulid; INSERT and UPDATE take them through assignment casts.  No
+-- cast is implicit: an implicit text -> ulid cast would make text operators
+-- ambiguous.  See docs/design.md, "Parameters as drivers send them".
+--
+
+-- ulid and the text form of a ulid (varchar reaches these through its
+-- binary coercion to text); src/ulid_ops.c
+CREATE FUNCTION @extschema@.ulid_text_eq(@extschema@.ulid, text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'ulid_text_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_ne(@extschema@.ulid, text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'ulid_text_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_lt(@extschema@.ulid, text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'ulid_text_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_le(@extschema@.ulid, text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'ulid_text_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_gt(@extschema@.ulid, text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'ulid_text_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_ge(@extschema@.ulid, text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'ulid_text_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_cmp(@extschema@.ulid, text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'ulid_text_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_eq(text, @extschema@.ulid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'text_ulid_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_ne(text, @extschema@.ulid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'text_ulid_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_lt(text, @extschema@.ulid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'text_ulid_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_le(text, @extschema@.ulid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'text_ulid_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_gt(text, @extschema@.ulid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'text_ulid_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_ge(text, @extschema@.ulid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'text_ulid_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.text_ulid_cmp(text, @extschema@.ulid) RETURNS integer
+	AS 'MODULE_PATHNAME', 'text_ulid_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_text_cmp(text, text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'ulid_text_text_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_hash(text) RETURNS integer
+	AS 'MODULE_PATHNAME', 'ulid_text_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_text_hash_extended(text, bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'ulid_text_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- ulid and uuid: the same bytes, so uuid's own functions
+CREATE FUNCTION @extschema@.ulid_uuid_eq(@extschema@.ulid, uuid) RETURNS boolean
+	AS 'uuid_eq' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_ne(@extschema@.ulid, uuid) RETURNS boolean
+	AS 'uuid_ne' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_lt(@extschema@.ulid, uuid) RETURNS boolean
+	AS 'uuid_lt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_le(@extschema@.ulid, uuid) RETURNS boolean
+	AS 'uuid_le' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_gt(@extschema@.ulid, uuid) RETURNS boolean
+	AS 'uuid_gt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_ge(@extschema@.ulid, uuid) RETURNS boolean
+	AS 'uuid_ge' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_cmp(@extschema@.ulid, uuid) RETURNS integer
+	AS 'uuid_cmp' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_eq(uuid, @extschema@.ulid) RETURNS boolean
+	AS 'uuid_eq' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_ne(uuid, @extschema@.ulid) RETURNS boolean
+	AS 'uuid_ne' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_lt(uuid, @extschema@.ulid) RETURNS boolean
+	AS 'uuid_lt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_le(uuid, @extschema@.ulid) RETURNS boolean
+	AS 'uuid_le' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_gt(uuid, @extschema@.ulid) RETURNS boolean
+	AS 'uuid_gt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_ge(uuid, @extschema@.ulid) RETURNS boolean
+	AS 'uuid_ge' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.uuid_ulid_cmp(uuid, @extschema@.ulid) RETURNS integer
+	AS 'uuid_cmp' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_hash(uuid) RETURNS integer
+	AS 'uuid_hash' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION @extschema@.ulid_uuid_hash_extended(uuid, bigint) RETURNS bigint
+	AS 'uuid_hash_extended' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+
+-- Not MERGES: a merge join would need text and uuid sort operators in the
+-- ulid btree family, and text's own order is not a ULID's.
+CREATE OPERATOR @extschema@.= (
+	LEFTARG = @extschema@.ulid, RIGHTARG = text, FUNCTION = @extschema@.ulid_text_eq,
+	COMMUTATOR = OPERATOR(@extschema@.=), NEGATOR = OPERATOR(@extschema@.<>),
+	RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+CREATE OPERATOR @extschema@.<> (
+	LEFTARG = @extschema@.ulid, RIGHTARG = text, FUNCTION = @extschema@.ulid_text_ne,
+	COMMUTATOR = OPERATOR(@extschema@.<>), NEGATOR = OPERATOR(@extschema@.=),
+	RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR @extschema@.< (
+	LEFTARG = @extschema@.ulid, RIGHTARG = text, FUNCTION = @extschema@.ulid_text_lt,
+	COMMUTATOR = OPERATOR(@extschema@.>), NEGATOR = OPERATOR(@extschema@.>=),
+	RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR @extschema@.<= (
+	LEFTARG = @extschema@.ulid, RIGHTARG = text, FUNCTION = @extschema@.ulid_text_le,
+	COMMUTATOR = OPERATOR(@extschema@.>=), NEGATOR = OPERATOR(@extschema@.>),
+	RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR @extschema@.> (
+	LEFTARG = @extschema@.ulid, RIGHTARG = text, FUNCTION = @extschema@.ulid_text_gt,
+	COMMUTATOR = OPERATOR(@extschema@.<), NEGATOR = OPERATOR(@extschema@.<=),
+	RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR @extschema@.>= (
+	LEFTARG = @extschema@.ulid, RIGHTARG = text, FUNCTION = @extschema@.ulid_text_ge,
+	COMMUTATOR = OPERATOR(@extschema@.<=), NEGATOR = OPERATOR(@extschema@.<),
+	RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR @extschema@.= (
+	LEFTARG = text, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.text_ulid_eq,
+	COMMUTATOR = OPERATOR(@extschema@.=), NEGATOR = OPERATOR(@extschema@.<>),
+	RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+CREATE OPERATOR @extschema@.<> (
+	LEFTARG = text, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.text_ulid_ne,
+	COMMUTATOR = OPERATOR(@extschema@.<>), NEGATOR = OPERATOR(@extschema@.=),
+	RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR @extschema@.< (
+	LEFTARG = text, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.text_ulid_lt,
+	COMMUTATOR = OPERATOR(@extschema@.>), NEGATOR = OPERATOR(@extschema@.>=),
+	RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR @extschema@.<= (
+	LEFTARG = text, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.text_ulid_le,
+	COMMUTATOR = OPERATOR(@extschema@.>=), NEGATOR = OPERATOR(@extschema@.>),
+	RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR @extschema@.> (
+	LEFTARG = text, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.text_ulid_gt,
+	COMMUTATOR = OPERATOR(@extschema@.<), NEGATOR = OPERATOR(@extschema@.<=),
+	RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR @extschema@.>= (
+	LEFTARG = text, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.text_ulid_ge,
+	COMMUTATOR = OPERATOR(@extschema@.<=), NEGATOR = OPERATOR(@extschema@.<),
+	RESTRICT = scalargesel, JOIN = scalargejoinsel);
+
+CREATE OPERATOR @extschema@.= (
+	LEFTARG = @extschema@.ulid, RIGHTARG = uuid, FUNCTION = @extschema@.ulid_uuid_eq,
+	COMMUTATOR = OPERATOR(@extschema@.=), NEGATOR = OPERATOR(@extschema@.<>),
+	RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+CREATE OPERATOR @extschema@.<> (
+	LEFTARG = @extschema@.ulid, RIGHTARG = uuid, FUNCTION = @extschema@.ulid_uuid_ne,
+	COMMUTATOR = OPERATOR(@extschema@.<>), NEGATOR = OPERATOR(@extschema@.=),
+	RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR @extschema@.< (
+	LEFTARG = @extschema@.ulid, RIGHTARG = uuid, FUNCTION = @extschema@.ulid_uuid_lt,
+	COMMUTATOR = OPERATOR(@extschema@.>), NEGATOR = OPERATOR(@extschema@.>=),
+	RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR @extschema@.<= (
+	LEFTARG = @extschema@.ulid, RIGHTARG = uuid, FUNCTION = @extschema@.ulid_uuid_le,
+	COMMUTATOR = OPERATOR(@extschema@.>=), NEGATOR = OPERATOR(@extschema@.>),
+	RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR @extschema@.> (
+	LEFTARG = @extschema@.ulid, RIGHTARG = uuid, FUNCTION = @extschema@.ulid_uuid_gt,
+	COMMUTATOR = OPERATOR(@extschema@.<), NEGATOR = OPERATOR(@extschema@.<=),
+	RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR @extschema@.>= (
+	LEFTARG = @extschema@.ulid, RIGHTARG = uuid, FUNCTION = @extschema@.ulid_uuid_ge,
+	COMMUTATOR = OPERATOR(@extschema@.<=), NEGATOR = OPERATOR(@extschema@.<),
+	RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR @extschema@.= (
+	LEFTARG = uuid, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.uuid_ulid_eq,
+	COMMUTATOR = OPERATOR(@extschema@.=), NEGATOR = OPERATOR(@extschema@.<>),
+	RESTRICT = eqsel, JOIN = eqjoinsel, HASHES);
+CREATE OPERATOR @extschema@.<> (
+	LEFTARG = uuid, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.uuid_ulid_ne,
+	COMMUTATOR = OPERATOR(@extschema@.<>), NEGATOR = OPERATOR(@extschema@.=),
+	RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR @extschema@.< (
+	LEFTARG = uuid, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.uuid_ulid_lt,
+	COMMUTATOR = OPERATOR(@extschema@.>), NEGATOR = OPERATOR(@extschema@.>=),
+	RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR @extschema@.<= (
+	LEFTARG = uuid, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.uuid_ulid_le,
+	COMMUTATOR = OPERATOR(@extschema@.>=), NEGATOR = OPERATOR(@extschema@.>),
+	RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR @extschema@.> (
+	LEFTARG = uuid, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.uuid_ulid_gt,
+	COMMUTATOR = OPERATOR(@extschema@.<), NEGATOR = OPERATOR(@extschema@.<=),
+	RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR @extschema@.>= (
+	LEFTARG = uuid, RIGHTARG = @extschema@.ulid, FUNCTION = @extschema@.uuid_ulid_ge,
+	COMMUTATOR = OPERATOR(@extschema@.<=), NEGATOR = OPERATOR(@extschema@.<),
+	RESTRICT = scalargesel, JOIN = scalargejoinsel);
+
+ALTER OPERATOR FAMILY @extschema@.ulid_ops USING btree ADD
+	OPERATOR 1 @extschema@.< (@extschema@.ulid, text),
+	OPERATOR 2 @extschema@.<= (@extschema@.ulid, text),
+	OPERATOR 3 @extschema@.= (@extschema@.ulid, text),
+	OPERATOR 4 @extschema@.>= (@extschema@.ulid, text),
+	OPERATOR 5 @extschema@.> (@extschema@.ulid, text),
+	FUNCTION 1 (@extschema@.ulid, text) @extschema@.ulid_text_cmp(@extschema@.ulid, text),
+	OPERATOR 1 @extschema@.< (text, @extschema@.ulid),
+	OPERATOR 2 @extschema@.<= (text, @extschema@.ulid),
+	OPERATOR 3 @extschema@.= (text, @extschema@.ulid),
+	OPERATOR 4 @extschema@.>= (text, @extschema@.ulid),
+	OPERATOR 5 @extschema@.> (text, @extschema@.ulid),
+	FUNCTION 1 (text, @extschema@.ulid) @extschema@.text_ulid_cmp(text, @extschema@.ulid),
+	OPERATOR 1 @extschema@.< (@extschema@.ulid, uuid),
+	OPERATOR 2 @extschema@.<= (@extschema@.ulid, uuid),
+	OPERATOR 3 @extschema@.= (@extschema@.ulid, uuid),
+	OPERATOR 4 @extschema@.>= (@extschema@.ulid, uuid),
+	OPERATOR 5 @extschema@.> (@extschema@.ulid, uuid),
+	FUNCTION 1 (@extschema@.ulid, uuid) @extschema@.ulid_uuid_cmp(@extschema@.ulid, uuid),
+	OPERATOR 1 @extschema@.< (uuid, @extschema@.ulid),
+	OPERATOR 2 @extschema@.<= (uuid, @extschema@.ulid),
+	OPERATOR 3 @extschema@.= (uuid, @extschema@.ulid),
+	OPERATOR 4 @extschema@.>= (uuid, @extschema@.ulid),
+	OPERATOR 5 @extschema@.> (uuid, @extschema@.ulid),
+	FUNCTION 1 (uuid, @extschema@.ulid) @extschema@.uuid_ulid_cmp(uuid, @extschema@.ulid),
+	-- "id = ANY ($1)" with a text[] or uuid[] parameter sorts the elements
+	-- with these; no text = text or uuid = uuid operator joins the family
+	FUNCTION 1 (text, text) @extschema@.ulid_text_text_cmp(text, text),
+	FUNCTION 1 (uuid, uuid) pg_catalog.uuid_cmp(uuid, uuid);
+
+ALTER OPERATOR FAMILY @extschema@.ulid_hash_ops USING hash ADD
+	OPERATOR 1 @extschema@.= (@extschema@.ulid, text),
+	OPERATOR 1 @extschema@.= (text, @extschema@.ulid),
+	FUNCTION 1 (text, text) @extschema@.ulid_text_hash(text),
+	FUNCTION 2 (text, text) @extschema@.ulid_text_hash_extended(text, bigint),
+	OPERATOR 1 @extschema@.= (@extschema@.ulid, uuid),
+	OPERATOR 1 @extschema@.= (uuid, @extschema@.ulid),
+	FUNCTION 1 (uuid, uuid) @extschema@.ulid_uuid_hash(uuid),
+	FUNCTION 2 (uuid, uuid) @extschema@.ulid_uuid_hash_extended(uuid, bigint);
+
+-- INSERT and UPDATE of a ulid column from a varchar, text or uuid value
+CREATE CAST (text AS @extschema@.ulid) WITH INOUT AS ASSIGNMENT;
+CREATE CAST (varchar AS @extschema@.ulid) WITH INOUT AS ASSIGNMENT;
+DROP CAST (uuid AS @extschema@.ulid);
+CREATE CAST (uuid AS @extschema@.ulid) WITHOUT FUNCTION AS ASSIGNMENT;
+
+-- ulid_timestamp() of an id bound as varchar or text, or as uuid
+CREATE FUNCTION @extschema@.ulid_timestamp(text) RETURNS timestamptz
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN @extschema@.ulid_timestamp($1::@extschema@.ulid);
+CREATE FUNCTION @extschema@.ulid_timestamp(uuid) RETURNS timestamptz
+	AS 'MODULE_PATHNAME', 'ulid_timestamp'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+
+--
+-- min(ulid) and max(ulid), answered from a btree index when there is one
+--
+CREATE FUNCTION @extschema@.ulid_smaller(@extschema@.ulid, @extschema@.ulid) RETURNS @extschema@.ulid
+	AS 'MODULE_PATHNAME', 'ulid_smaller' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION @extschema@.ulid_larger(@extschema@.ulid, @extschema@.ulid) RETURNS @extschema@.ulid
+	AS 'MODULE_PATHNAME', 'ulid_larger' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE AGGREGATE @extschema@.min(@extschema@.ulid) (
+	SFUNC = @extschema@.ulid_smaller, STYPE = @extschema@.ulid,
+	COMBINEFUNC = @extschema@.ulid_smaller, SORTOP = OPERATOR(@extschema@.<),
+	PARALLEL = SAFE);
+CREATE AGGREGATE @extschema@.max(@extschema@.ulid) (
+	SFUNC = @extschema@.ulid_larger, STYPE = @extschema@.ulid,
+	COMBINEFUNC = @extschema@.ulid_larger, SORTOP = OPERATOR(@extschema@.>),
+	PARALLEL = SAFE);

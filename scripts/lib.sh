@@ -18,6 +18,7 @@ PACKAGES=(
 	python3
 	python3-psycopg2
 	python3-confluent-kafka
+	python3-venv
 	clang-14
 	libclang-rt-14-dev
 )
@@ -46,6 +47,22 @@ ensure_packages() {
 	fi
 	# The Debian cluster is not used; our servers are throwaway ones.
 	export PATH="$PG_BINDIR:$PATH"
+}
+
+# psycopg 3 and SQLAlchemy 2 for test/t/060_clients_python.pl, in a venv
+# of Debian's python3 that every user can run (Debian's SQLAlchemy is 1.4).
+PY_VENV=/opt/inbox_outbox-py
+PY_CLIENT_PACKAGES=('psycopg[binary]>=3.1,<4' 'SQLAlchemy>=2,<3')
+
+ensure_python_clients() {
+	if [ "$(readlink -f "$PY_VENV/bin/python")" != "$(readlink -f /usr/bin/python3)" ] ||
+		! "$PY_VENV/bin/python" -c 'import psycopg, sqlalchemy, sys; sys.exit(sqlalchemy.__version__[0] != "2")' 2>/dev/null; then
+		log "installing ${PY_CLIENT_PACKAGES[*]} into $PY_VENV"
+		as_root rm -rf "$PY_VENV"
+		as_root /usr/bin/python3 -m venv "$PY_VENV"
+		as_root "$PY_VENV/bin/pip" install -q "${PY_CLIENT_PACKAGES[@]}"
+	fi
+	export INBOX_OUTBOX_PYTHON=$PY_VENV/bin/python
 }
 
 build_and_install() {
@@ -84,6 +101,7 @@ copy_tree_for_test_user() {
 prepare_work_tree() {
 	local src=$1 dir=$2
 	ensure_packages
+	ensure_python_clients
 	build_and_install "$src"
 	copy_tree_for_test_user "$src" "$dir"
 }

@@ -206,6 +206,7 @@ _PG_init(void)
 	 * gen_ulid() may still run ALTER SYSTEM SET inbox_outbox.kafka_config.
 	 */
 	log_redact_init();
+	publish_hint_init();
 
 	if (process_shared_preload_libraries_in_progress)
 	{

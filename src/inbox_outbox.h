@@ -50,6 +50,7 @@ extern bool inbox_outbox_check_standby_slots(char **newval, void **extra,
 extern PGDLLIMPORT int inbox_outbox_refused_at_start;
 
 extern void log_redact_init(void);
+extern void publish_hint_init(void);
 
 /* The relay's retention of inbox claims (inbox.c). */
 #define INBOX_PRUNE_BATCH			10000	/* claims per transaction */

@@ -92,12 +92,14 @@ report_invalid_ulid(const char *str, const char *detail)
 			errdetail_internal("%s", detail));
 }
 
-Datum
-ulid_in(PG_FUNCTION_ARGS)
+/*
+ * Parse the text form of a ULID into result, or fail with the error that
+ * ulid_in reports.  The comparisons with text parameters (ulid_ops.c) share
+ * it, so that a bad id reads the same wherever it is written.
+ */
+void
+ulid_from_cstring(const char *str, pg_ulid *result)
 {
-	char	   *str = PG_GETARG_CSTRING(0);
-	pg_ulid    *result = palloc(sizeof(pg_ulid));
-
 	switch (ulid_parse(str, strlen(str), result->data))
 	{
 		case ULID_PARSE_OK:
@@ -112,7 +114,14 @@ ulid_in(PG_FUNCTION_ARGS)
 			report_invalid_ulid(str, _("The largest ULID is 7ZZZZZZZZZZZZZZZZZZZZZZZZZ."));
 			break;
 	}
+}
 
+Datum
+ulid_in(PG_FUNCTION_ARGS)
+{
+	pg_ulid    *result = palloc(sizeof(pg_ulid));
+
+	ulid_from_cstring(PG_GETARG_CSTRING(0), result);
 	PG_RETURN_ULID_P(result);
 }
 

@@ -62,5 +62,6 @@ extern void ulid_init(void);
 extern void ulid_generator_shmem_init(UlidGeneratorState *state, bool found);
 extern void ulid_generate(pg_ulid *result);
 extern void ulid_to_text(const pg_ulid *ulid, char *buf);
+extern void ulid_from_cstring(const char *str, pg_ulid *result);
 
 #endif							/* INBOX_OUTBOX_ULID_H */
