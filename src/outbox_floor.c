@@ -42,8 +42,10 @@
  *
  * What the trigger cannot see: rows written while it is disabled (ALTER
  * TABLE ... DISABLE TRIGGER ALL, which pg_restore --disable-triggers
- * runs).  So the relay also reads from the low end once a minute, and
- * whenever rows wait for a retry (relay_store.c).  Prepared transactions
+ * runs).  So the relay also reads from the low end after any change to the
+ * outbox's definition (a relcache invalidation: enabling the trigger again
+ * is one), every 120 poll intervals, and whenever rows wait for a retry
+ * (relay_store.c).  Prepared transactions
  * outlive a restart and the bounds in shared memory do not: a relay that
  * starts while its database has prepared transactions holds its floor at
  * the lowest id until none is left (outbox_floor_hold_for_prepared()).

@@ -85,6 +85,8 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -134,6 +136,9 @@ typedef struct Relay
 	pg_ulid		floor;			/* otherwise at this id */
 	TimestampTz last_full_read; /* when a read last started at the low end */
 
+	Oid			outbox_relid;	/* for relay_outbox_changed() */
+	bool		outbox_changed; /* its definition changed: read from the start */
+
 	/* DROP EXTENSION during a round (see relay_extension_dropped()) */
 	TimestampTz last_extension_check;
 	bool		extension_check_pending;
@@ -143,10 +148,12 @@ typedef struct Relay
 static Relay relay;
 
 /*
- * A read starts at the low end of the outbox every this many poll intervals
- * whatever the bounds, for rows written with the floor trigger disabled.
+ * A read starts at the low end of the outbox whatever the bounds after
+ * every change to the outbox's definition (ALTER TABLE ... DISABLE TRIGGER
+ * among them: a row written meanwhile has no bound), and every this many
+ * poll intervals.
  */
-#define RELAY_FULL_READ_POLLS	12
+#define RELAY_FULL_READ_POLLS	120
 
 static void
 relay_set_state(RelayState state)
@@ -423,6 +430,14 @@ relay_set_floor(const RelayRead *read, const RelayTally *tally)
 	relay.from_start = false;
 }
 
+/* A relcache invalidation: the outbox's definition may have changed. */
+static void
+relay_outbox_changed(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == relay.outbox_relid)
+		relay.outbox_changed = true;
+}
+
 /*
  * Start taking bounds for the read.  The first read starts at the low end;
  * prepared transactions that were there before the relay hold the bound
@@ -436,7 +451,10 @@ relay_floor_start(void)
 	outbox_floor_attach();
 	relay_begin_work("inbox_outbox relay: looking for prepared transactions");
 	prepared = relay_store_prepared_exist();
+	relay.outbox_relid = get_relname_relid("outbox",
+										   get_namespace_oid("inbox_outbox", false));
 	relay_end_work();
+	CacheRegisterRelcacheCallback(relay_outbox_changed, (Datum) 0);
 	if (prepared)
 		outbox_floor_hold_for_prepared();
 	relay.from_start = true;
@@ -900,6 +918,13 @@ inbox_outbox_relay_main(Datum main_arg)
 		if (relay.from_start)
 			relay.last_full_read = GetCurrentTimestamp();
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
+		if (relay.outbox_changed)
+		{
+			/* seen at the start of this transaction: read it all now */
+			relay.outbox_changed = false;
+			relay.from_start = true;
+			relay.last_full_read = GetCurrentTimestamp();
+		}
 		standby_mark_round();
 		exit_unless_extension(generation);
 		relay_pause_if_copy();
