@@ -444,6 +444,18 @@ relay_set_floor(const RelayRead *read, const RelayTally *tally)
 	relay.from_start = false;
 }
 
+/* Whether the database has prepared transactions, in a transaction of its own. */
+static bool
+relay_prepared_exist(void)
+{
+	bool		prepared;
+
+	relay_begin_work("inbox_outbox relay: looking for prepared transactions");
+	prepared = relay_store_prepared_exist();
+	relay_end_work();
+	return prepared;
+}
+
 /* A relcache invalidation: the outbox's definition may have changed. */
 static void
 relay_outbox_changed(Datum arg, Oid relid)
@@ -460,16 +472,13 @@ relay_outbox_changed(Datum arg, Oid relid)
 static void
 relay_floor_start(void)
 {
-	bool		prepared;
-
 	outbox_floor_attach();
-	relay_begin_work("inbox_outbox relay: looking for prepared transactions");
-	prepared = relay_store_prepared_exist();
+	relay_begin_work("inbox_outbox relay: starting");
 	relay.outbox_relid = get_relname_relid("outbox",
 										   get_namespace_oid("inbox_outbox", false));
 	relay_end_work();
 	CacheRegisterRelcacheCallback(relay_outbox_changed, (Datum) 0);
-	if (prepared)
+	if (relay_prepared_exist())
 		outbox_floor_hold_for_prepared();
 	relay.from_start = true;
 }
@@ -479,14 +488,8 @@ static void
 relay_floor_settle(void)
 {
 	uint64		prepares;
-	bool		prepared;
 
-	if (!outbox_floor_prepared_held(&prepares))
-		return;
-	relay_begin_work("inbox_outbox relay: looking for prepared transactions");
-	prepared = relay_store_prepared_exist();
-	relay_end_work();
-	if (!prepared)
+	if (outbox_floor_prepared_held(&prepares) && !relay_prepared_exist())
 		outbox_floor_prepared_settled(prepares);
 }
 

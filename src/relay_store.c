@@ -64,6 +64,23 @@
 /* Longest wait between retries of a failed row. */
 #define RELAY_MAX_BACKOFF_MS	60000
 
+/*
+ * What both reads of a round return, columns 1 to 11 as relay_store_fetch()
+ * takes them: a value larger than $2 (inbox_outbox.max_message_bytes) is
+ * not read, only its size, which octet_length() and pg_column_size() take
+ * from the value's header.
+ */
+#define FETCH_COLUMNS \
+	"SELECT o.ctid, o.id, o.topic," \
+	"       CASE WHEN pg_catalog.octet_length(o.key) OPERATOR(pg_catalog.<=) $2 THEN o.key END," \
+	"       CASE WHEN pg_catalog.octet_length(o.payload) OPERATOR(pg_catalog.<=) $2 THEN o.payload END," \
+	"       CASE WHEN pg_catalog.pg_column_size(o.headers) OPERATOR(pg_catalog.<=) $2" \
+	"            THEN o.headers::pg_catalog.text END," \
+	"       o.created_at, o.attempts," \
+	"       pg_catalog.octet_length(o.key), pg_catalog.octet_length(o.payload)," \
+	"       pg_catalog.pg_column_size(o.headers)" \
+	"  FROM inbox_outbox.outbox o"
+
 /* The store's state: the relay's role, its saved plans, the last choice. */
 typedef struct RelayStore
 {
@@ -71,11 +88,11 @@ typedef struct RelayStore
 	Oid			saved_userid;
 	int			saved_sec_context;
 	bool		last_was_retry; /* the last round was an isolated retry */
+	Oid			checked_index;	/* the outbox's primary key, as fetch_from() checked it */
 	SPIPlanPtr	fetch_plan;
 	SPIPlanPtr	fetch_tids_plan;
-	SPIPlanPtr	failed_plan;
+	SPIPlanPtr	failed_plan;	/* whether rows wait for a retry, and until when */
 	SPIPlanPtr	prepared_plan;
-	SPIPlanPtr	next_retry_plan;
 	SPIPlanPtr	delete_plan;
 	SPIPlanPtr	fail_plan;
 	SPIPlanPtr	dead_letter_plan;
@@ -201,15 +218,7 @@ prepare_plans(void)
 	argtypes[0] = INT4OID;
 	argtypes[1] = INT4OID;
 	store.fetch_plan = spi_prepare_kept(
-		"SELECT o.ctid, o.id, o.topic,"
-		"       CASE WHEN pg_catalog.octet_length(o.key) OPERATOR(pg_catalog.<=) $2 THEN o.key END,"
-		"       CASE WHEN pg_catalog.octet_length(o.payload) OPERATOR(pg_catalog.<=) $2 THEN o.payload END,"
-		"       CASE WHEN pg_catalog.pg_column_size(o.headers) OPERATOR(pg_catalog.<=) $2"
-		"            THEN o.headers::pg_catalog.text END,"
-		"       o.created_at, o.attempts,"
-		"       pg_catalog.octet_length(o.key), pg_catalog.octet_length(o.payload),"
-		"       pg_catalog.pg_column_size(o.headers)"
-		"  FROM inbox_outbox.outbox o"
+		FETCH_COLUMNS
 		" WHERE (o.attempts OPERATOR(pg_catalog.=) 0 OR o.next_attempt_at IS NULL"
 		"        OR o.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now())"
 		"   AND NOT EXISTS (SELECT 1 FROM inbox_outbox.outbox f"
@@ -226,33 +235,20 @@ prepare_plans(void)
 	 */
 	argtypes[0] = get_array_type(TIDOID);
 	store.fetch_tids_plan = spi_prepare_kept(
-		"SELECT o.ctid, o.id, o.topic,"
-		"       CASE WHEN pg_catalog.octet_length(o.key) OPERATOR(pg_catalog.<=) $2 THEN o.key END,"
-		"       CASE WHEN pg_catalog.octet_length(o.payload) OPERATOR(pg_catalog.<=) $2 THEN o.payload END,"
-		"       CASE WHEN pg_catalog.pg_column_size(o.headers) OPERATOR(pg_catalog.<=) $2"
-		"            THEN o.headers::pg_catalog.text END,"
-		"       o.created_at, o.attempts,"
-		"       pg_catalog.octet_length(o.key), pg_catalog.octet_length(o.payload),"
-		"       pg_catalog.pg_column_size(o.headers)"
-		"  FROM inbox_outbox.outbox o"
+		FETCH_COLUMNS
 		" WHERE o.ctid OPERATOR(pg_catalog.=) ANY ($1)"
 		" ORDER BY o.id",
 		2, argtypes);
 
 	/* the partial index outbox_retry answers this */
 	store.failed_plan = spi_prepare_kept(
-		"SELECT EXISTS (SELECT FROM inbox_outbox.outbox"
-		"                WHERE attempts OPERATOR(pg_catalog.>) 0)",
+		"SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0, pg_catalog.min(next_attempt_at)"
+		"  FROM inbox_outbox.outbox WHERE attempts OPERATOR(pg_catalog.>) 0",
 		0, NULL);
 
 	store.prepared_plan = spi_prepare_kept(
 		"SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts"
 		"                WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database())",
-		0, NULL);
-
-	store.next_retry_plan = spi_prepare_kept(
-		"SELECT pg_catalog.min(next_attempt_at) FROM inbox_outbox.outbox"
-		" WHERE attempts OPERATOR(pg_catalog.>) 0",
 		0, NULL);
 
 	/* the ids are checked in C: see relay_delete_acknowledged() */
@@ -432,17 +428,22 @@ fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
 		return -1;
 	}
 	index = index_open(indexid, AccessShareLock);
-	opclass = GetDefaultOpClass(index->rd_opcintype[0], BTREE_AM_OID);
-	if (index->rd_rel->relam != BTREE_AM_OID ||
-		index->rd_index->indnkeyatts != 1 ||
-		index->rd_index->indkey.values[0] != get_attnum(relid, "id") ||
-		!OidIsValid(opclass) ||
-		index->rd_opfamily[0] != get_opclass_family(opclass) ||
-		index_getprocinfo(index, 1, BTORDER_PROC)->fn_addr != uuid_cmp)
+	if (indexid != store.checked_index)
 	{
-		index_close(index, AccessShareLock);
-		table_close(heap, AccessShareLock);
-		return -1;
+		/* once per index, not every round: an index made anew has a new OID */
+		opclass = GetDefaultOpClass(index->rd_opcintype[0], BTREE_AM_OID);
+		if (index->rd_rel->relam != BTREE_AM_OID ||
+			index->rd_index->indnkeyatts != 1 ||
+			index->rd_index->indkey.values[0] != get_attnum(relid, "id") ||
+			!OidIsValid(opclass) ||
+			index->rd_opfamily[0] != get_opclass_family(opclass) ||
+			index_getprocinfo(index, 1, BTORDER_PROC)->fn_addr != uuid_cmp)
+		{
+			index_close(index, AccessShareLock);
+			table_close(heap, AccessShareLock);
+			return -1;
+		}
+		store.checked_index = indexid;
 	}
 
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_UUID_GE,
@@ -459,16 +460,22 @@ fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
 	return n;
 }
 
-/* Whether rows wait for a retry; run in the caller's transaction. */
+/*
+ * Whether rows wait for a retry; *next_retry_ms is set to the wait until
+ * the earliest is due, or -1.  Runs in the caller's transaction.
+ */
 static bool
-any_failed_rows(void)
+any_failed_rows(int64 *next_retry_ms)
 {
 	bool		isnull;
+	Datum		next;
 	int			ret = SPI_execute_plan(store.failed_plan, NULL, NULL, true, 1);
 
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not look for failed outbox rows: %s",
 			 SPI_result_code_string(ret));
+	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*next_retry_ms = isnull ? -1 : ms_until(DatumGetTimestampTz(next));
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -526,8 +533,7 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 
 	prepare_plans();
 	memset(read, 0, sizeof(*read));
-	*next_retry_ms = -1;
-	read->failed_rows = any_failed_rows();
+	read->failed_rows = any_failed_rows(next_retry_ms);
 	read->from_start = from == NULL || read->failed_rows;
 
 	old = MemoryContextSwitchTo(cxt);
@@ -628,22 +634,8 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 	read->cut = full || n == batch;
 	if (n > 0)
 		read->last_id = rows[n - 1].id;
-
-	if (read->failed_rows && !read->cut)
-	{
-		int			ret;
-
-		ret = SPI_execute_plan(store.next_retry_plan, NULL, NULL, true, 1);
-		if (ret == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-				*next_retry_ms = ms_until(DatumGetTimestampTz(d));
-		}
-	}
+	if (read->cut)
+		*next_retry_ms = -1;	/* rows are waiting: no rest before the next round */
 
 	return n;
 }
