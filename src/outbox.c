@@ -32,6 +32,7 @@
 #include "utils/jsonb.h"
 
 #include "inbox_outbox.h"
+#include "pg_compat.h"
 #include "shared_state.h"
 #include "spi_plan.h"
 #include "ulid.h"
