@@ -81,11 +81,13 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -210,6 +212,19 @@ relay_shmem_exit(int code, Datum arg)
 static void
 exit_unless_extension(uint32 generation)
 {
+	Oid			schema = get_namespace_oid("inbox_outbox", true);
+	Oid			outbox = OidIsValid(schema) ?
+		get_relname_relid("outbox", schema) : InvalidOid;
+
+	/*
+	 * A DROP EXTENSION that commits while the relay reads holds the outbox
+	 * until then: wait for it here, where the catalog is looked at once it
+	 * is over, rather than in the read, which would fail on a table that is
+	 * gone.
+	 */
+	if (OidIsValid(outbox))
+		LockRelationOid(outbox, AccessShareLock);
+
 	/* version 0.1 has no outbox: wait for ALTER EXTENSION ... UPDATE */
 	if (OidIsValid(get_extension_oid("inbox_outbox", true)) &&
 		OidIsValid(get_namespace_oid("inbox_outbox", true)))
