@@ -1,5 +1,5 @@
 # inbox_outbox: transactional outbox and inbox for Kafka, as a PostgreSQL
-# extension.  Build with PGXS:
+# extension.  Build with PGXS, against PostgreSQL 15 to 18:
 #
 #   make && make install && make installcheck
 #
@@ -8,6 +8,10 @@
 
 EXTENSION = inbox_outbox
 EXTVERSION = 0.4
+
+# Code without state that both libraries use, linked into each (the relay
+# library takes nothing from inbox_outbox.so but through src/relay_api.h).
+COMMON_OBJS = src/kafka_config.o src/spi_plan.o src/ulid_text.o
 
 # inbox_outbox.so: everything an application backend may load.
 MODULE_big = inbox_outbox
@@ -22,21 +26,28 @@ OBJS = \
 	src/outbox_floor.o \
 	src/outbox_identity.o \
 	src/publish_hint.o \
+	src/relay_api.o \
 	src/relay_status.o \
 	src/shared_state.o \
-	src/spi_plan.o \
 	src/standby_wait.o \
 	src/ulid.o \
 	src/ulid_ops.o \
-	src/ulid_text.o \
-	src/kafka_config.o
+	$(COMMON_OBJS)
 
 # inbox_outbox_relay.so: the relay worker, the only code linked with
-# librdkafka.  Only the relay process loads it; it resolves the shared-state,
-# ulid, parameter and kafka_config symbols from inbox_outbox.so, which is
-# always preloaded there.
+# librdkafka.  Only the relay process loads it.  Both libraries hide their
+# symbols, so the relay reaches the parameters, shared memory and functions
+# of inbox_outbox.so (always preloaded there) through the table that
+# src/relay_api.c hands it.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
-RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o
+RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o \
+	$(COMMON_OBJS)
+
+# librdkafka, as pkg-config finds it (set PKG_CONFIG_PATH for another copy).
+PKG_CONFIG ?= pkg-config
+RDKAFKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags rdkafka 2>/dev/null)
+RDKAFKA_LIBS := $(shell $(PKG_CONFIG) --libs rdkafka 2>/dev/null)
+PG_CPPFLAGS = $(RDKAFKA_CFLAGS)
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
@@ -59,14 +70,13 @@ ifdef WERROR
 PG_CFLAGS += -Werror
 endif
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_isolation output_iso $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc)
+EXTRA_CLEAN = tmp_check_regress tmp_check_isolation output_iso $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc) \
+	$(addprefix test/ulid_clock/test_ulid_clock,.o .bc $(DLSUFFIX))
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
-
-# after pgxs.mk, which resets it
-PROVE_FLAGS = -I $(srcdir)/test/perl
+include $(srcdir)/pgxs_compat.mk
 
 all: $(RELAY_LIB)
 
@@ -76,7 +86,8 @@ all: $(RELAY_LIB)
 $(OBJS) $(RELAY_OBJS): $(wildcard $(srcdir)/src/*.h)
 
 $(RELAY_LIB): $(RELAY_OBJS)
-	$(CC) $(CFLAGS) $(RELAY_OBJS) $(LDFLAGS) $(LDFLAGS_SL) -shared -o $@ -lrdkafka
+	@test -n "$(RDKAFKA_LIBS)" || { echo "$(PKG_CONFIG) does not know librdkafka: install librdkafka-dev (Debian), or set PKG_CONFIG_PATH to the directory of its rdkafka.pc" >&2; exit 1; }
+	$(CC) $(CFLAGS) $(RELAY_OBJS) $(LDFLAGS) $(LDFLAGS_SL) -shared -o $@ $(RDKAFKA_LIBS)
 
 install: install-relay
 install-relay: $(RELAY_LIB)
@@ -88,10 +99,33 @@ uninstall-relay:
 
 # Test-only helpers, built in place and never installed.
 test-helpers:
-	$(MAKE) -C test/ulid_clock PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C test/ulid_clock PG_CONFIG=$(PG_CONFIG) $(if $(WERROR),WERROR=1)
 	$(MAKE) -C test/mock_cluster
 
 installcheck: test-helpers
+
+# The TAP tests run on PostgreSQL's own test modules (PostgreSQL::Test::
+# Cluster).  PG_TEST_PERL is where they are: by default where PGXS keeps
+# them, which a PostgreSQL built without --enable-tap-tests lacks (its PGXS
+# would then skip the TAP tests without failing); the modules of 15 drive
+# 16 and 18 as well.  This replaces PGXS's own recipe, which sets TESTDIR
+# only up to 15 and TESTLOGDIR and TESTDATADIR only from 16.
+PG_TEST_PERL ?= $(top_srcdir)/src/test/perl
+ifeq ($(strip $(PROVE)),)
+PROVE = prove
+endif
+PG_PROVE_FLAGS = -I '$(PG_TEST_PERL)' -I $(srcdir)/test/perl
+
+define prove_installcheck
+@test -f '$(PG_TEST_PERL)/PostgreSQL/Test/Cluster.pm' || { echo "PostgreSQL's TAP test modules are not in $(PG_TEST_PERL): set PG_TEST_PERL to the directory holding PostgreSQL/Test/Cluster.pm (Debian: /usr/lib/postgresql/15/lib/pgxs/src/test/perl, from postgresql-client-15)" >&2; exit 1; }
+rm -rf '$(CURDIR)'/tmp_check && \
+$(MKDIR_P) '$(CURDIR)'/tmp_check && \
+cd $(srcdir) && \
+   TESTDIR='$(CURDIR)' TESTLOGDIR='$(CURDIR)/tmp_check/log' \
+   TESTDATADIR='$(CURDIR)/tmp_check' PATH="$(bindir):$(CURDIR):$$PATH" \
+   PGPORT='6$(DEF_PGPORT)' PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+   $(PROVE) $(PG_PROVE_FLAGS) $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),t/*.pl)
+endef
 
 .PHONY: test-helpers install-relay uninstall-relay
 

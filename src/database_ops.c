@@ -69,6 +69,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
@@ -319,8 +320,13 @@ database_op_target(Node *parsetree, ProcessUtilityContext context)
 	dbid = get_database_oid(name, true);
 	if (!OidIsValid(dbid) || (dbid == MyDatabaseId && !current_allowed))
 		return InvalidOid;
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(DatabaseRelationId, dbid, GetUserId()))
+		return InvalidOid;
+#else
 	if (!pg_database_ownercheck(dbid, GetUserId()))
 		return InvalidOid;
+#endif
 	return dbid;
 }
 

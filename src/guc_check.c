@@ -534,9 +534,15 @@ check_standby_slots(char **newval, void **extra, GucSource source)
 
 	if (ok)
 	{
-		/* PostgreSQL frees extra with free() */
-		list = malloc(offsetof(StandbySlotList, names) +
-					  sizeof(NameData) * list_length(names));
+		Size		size = offsetof(StandbySlotList, names) +
+			sizeof(NameData) * list_length(names);
+
+		/* PostgreSQL frees extra: from 16 in a memory context of its own */
+#if PG_VERSION_NUM >= 160000
+		list = guc_malloc(LOG, size);
+#else
+		list = malloc(size);
+#endif
 		if (list == NULL)
 		{
 			GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);

@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "inbox_outbox.h"
+#include "pg_compat.h"
 #include "shared_state.h"
 #include "spi_plan.h"
 #include "ulid.h"

@@ -31,13 +31,14 @@
 #include "database_ops.h"
 #include "inbox_outbox.h"
 #include "outbox_floor.h"
+#include "relay_api.h"
 #include "shared_state.h"
 #include "standby_wait.h"
 #include "ulid.h"
 
 PG_MODULE_MAGIC;
 
-void		_PG_init(void);
+PGDLLEXPORT void _PG_init(void);
 
 char	   *inbox_outbox_brokers = NULL;
 char	   *inbox_outbox_kafka_config = NULL;
@@ -214,6 +215,7 @@ _PG_init(void)
 		outbox_floor_request();
 		launcher_register();
 		database_ops_init();
+		relay_api_publish();
 	}
 
 	ulid_init();

@@ -3,11 +3,11 @@
  * inbox_outbox.h
  *	  Configuration parameters of inbox_outbox.
  *
- * The variables are defined in inbox_outbox.c.  They are global rather
- * than static because the relay, which lives in a separate library
- * (inbox_outbox_relay.so, the only one linked with librdkafka), reads them
- * in the same process after a reload.  Their check hooks are in
- * guc_check.c, the redaction of kafka_config in the log in log_redact.c.
+ * The variables are defined in inbox_outbox.c, and are global for the
+ * files of this library only (symbols are hidden).  The relay, which lives
+ * in inbox_outbox_relay.so, reads them through relay_api.h.  Their check
+ * hooks are in guc_check.c, the redaction of kafka_config in the log in
+ * log_redact.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,19 +17,19 @@
 #include "datatype/timestamp.h"
 #include "utils/guc.h"
 
-extern PGDLLIMPORT char *inbox_outbox_brokers;
-extern PGDLLIMPORT char *inbox_outbox_kafka_config;
-extern PGDLLIMPORT char *inbox_outbox_databases;
-extern PGDLLIMPORT char *inbox_outbox_relay_role;
-extern PGDLLIMPORT char *inbox_outbox_standby_slots;
-extern PGDLLIMPORT bool inbox_outbox_allow_unsafe_kafka_properties;
-extern PGDLLIMPORT int inbox_outbox_batch_size;
-extern PGDLLIMPORT int inbox_outbox_poll_interval;
-extern PGDLLIMPORT int inbox_outbox_max_attempts;
-extern PGDLLIMPORT int inbox_outbox_retry_backoff;
-extern PGDLLIMPORT int inbox_outbox_max_message_bytes;
-extern PGDLLIMPORT int inbox_outbox_shutdown_timeout;
-extern PGDLLIMPORT int inbox_outbox_inbox_retention;
+extern char *inbox_outbox_brokers;
+extern char *inbox_outbox_kafka_config;
+extern char *inbox_outbox_databases;
+extern char *inbox_outbox_relay_role;
+extern char *inbox_outbox_standby_slots;
+extern bool inbox_outbox_allow_unsafe_kafka_properties;
+extern int	inbox_outbox_batch_size;
+extern int	inbox_outbox_poll_interval;
+extern int	inbox_outbox_max_attempts;
+extern int	inbox_outbox_retry_backoff;
+extern int	inbox_outbox_max_message_bytes;
+extern int	inbox_outbox_shutdown_timeout;
+extern int	inbox_outbox_inbox_retention;
 
 extern bool inbox_outbox_check_brokers(char **newval, void **extra,
 									   GucSource source);
@@ -47,7 +47,7 @@ extern bool inbox_outbox_check_standby_slots(char **newval, void **extra,
 #define REFUSED_KAFKA_CONFIG	0x02
 #define REFUSED_DATABASES		0x04
 #define REFUSED_STANDBY_SLOTS	0x08
-extern PGDLLIMPORT int inbox_outbox_refused_at_start;
+extern int	inbox_outbox_refused_at_start;
 
 extern void log_redact_init(void);
 extern void publish_hint_init(void);

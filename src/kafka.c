@@ -60,9 +60,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "inbox_outbox.h"
 #include "kafka.h"
 #include "kafka_config.h"
+#include "relay_api.h"
 
 #define KAFKA_LOG_LINES		32
 #define KAFKA_LOG_LEN		512
@@ -203,7 +203,7 @@ apply_property(void *arg, const char *name, const char *value,
 		case KAFKA_PROPERTY_ORDINARY:
 			break;
 		case KAFKA_PROPERTY_UNSAFE:
-			if (inbox_outbox_allow_unsafe_kafka_properties)
+			if (*relay_api->allow_unsafe_kafka_properties)
 				break;
 			rd_kafka_conf_destroy(conf);
 			ereport(ERROR,

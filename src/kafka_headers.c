@@ -33,6 +33,7 @@
 #include <limits.h>
 
 #include "common/jsonapi.h"
+#include "lib/stringinfo.h"
 
 #include "kafka_headers.h"
 
@@ -274,6 +275,11 @@ kafka_headers_from_json(const char *json, size_t len, int encoding,
 		return false;
 	}
 
+#if PG_VERSION_NUM >= 170000
+	lex = makeJsonLexContextCstringLen(NULL, json, len, encoding, true);
+	ok = parse_headers(lex, &list, errbuf, errlen);
+	freeJsonLexContext(lex);
+#else
 	/* the lexer only reads the input, despite the pointer's type */
 	lex = makeJsonLexContextCstringLen(unconstify(char *, json), (int) len,
 									   encoding, true);
@@ -281,6 +287,7 @@ kafka_headers_from_json(const char *json, size_t len, int encoding,
 	pfree(lex->strval->data);
 	pfree(lex->strval);
 	pfree(lex);
+#endif
 
 	if (ok && (duplicate = duplicate_name(&list)) != NULL)
 	{

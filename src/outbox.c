@@ -37,6 +37,7 @@
 #include "utils/lsyscache.h"
 
 #include "inbox_outbox.h"
+#include "pg_compat.h"
 #include "shared_state.h"
 #include "spi_plan.h"
 #include "ulid.h"

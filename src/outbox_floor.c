@@ -73,6 +73,7 @@
 #include "utils/snapmgr.h"
 
 #include "outbox_floor.h"
+#include "pg_compat.h"
 #include "shared_state.h"
 
 PG_FUNCTION_INFO_V1(outbox_floor);
@@ -101,7 +102,7 @@ typedef struct FloorShared
 	LWLock	   *lock;
 	FloorDatabase databases[RELAY_MAX_DATABASES];
 	int			nbackends;
-	FloorBackend backends[FLEXIBLE_ARRAY_MEMBER];	/* by pgprocno */
+	FloorBackend backends[FLEXIBLE_ARRAY_MEMBER];	/* by process number */
 } FloorShared;
 
 static FloorShared *floor_shared = NULL;
@@ -206,7 +207,7 @@ floor_xact_callback(XactEvent event, void *arg)
 		lower(&db->prepared, &db->has_prepared, &floor_local);
 		db->prepares++;
 	}
-	floor_shared->backends[MyProc->pgprocno].open = false;
+	floor_shared->backends[MyProcNumber].open = false;
 	LWLockRelease(floor_shared->lock);
 
 	floor_open = false;
@@ -228,11 +229,11 @@ floor_note(const pg_ulid *id)
 		RegisterXactCallback(floor_xact_callback, NULL);
 		floor_callback_registered = true;
 	}
-	if (MyProc == NULL || MyProc->pgprocno >= floor_shared->nbackends)
+	if (MyProc == NULL || MyProcNumber >= floor_shared->nbackends)
 		elog(ERROR, "inbox_outbox: no floor entry for process number %d",
-			 MyProc ? MyProc->pgprocno : -1);
+			 MyProc ? (int) MyProcNumber : -1);
 
-	entry = &floor_shared->backends[MyProc->pgprocno];
+	entry = &floor_shared->backends[MyProcNumber];
 	LWLockAcquire(floor_shared->lock, LW_EXCLUSIVE);
 	entry->dbid = MyDatabaseId;
 	entry->floor = *id;

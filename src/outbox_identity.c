@@ -56,6 +56,7 @@
 #include "utils/lsyscache.h"
 
 #include "outbox_identity.h"
+#include "pg_compat.h"
 #include "spi_plan.h"
 
 PG_FUNCTION_INFO_V1(adopt_outbox);

@@ -61,7 +61,8 @@
  * This file (the process: its loop, producing and waiting), relay_store.c
  * (the database side of a round) and kafka.c (librdkafka) form
  * inbox_outbox_relay.so, the only library linked with librdkafka;
- * application backends never load it.
+ * application backends never load it.  It reaches inbox_outbox.so only
+ * through relay_api (relay_api.h), which it takes when it starts.
  *
  *-------------------------------------------------------------------------
  */
@@ -91,24 +92,24 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "database_ops.h"
 #include "inbox_outbox.h"
 #include "kafka.h"
-#include "outbox_floor.h"
-#include "outbox_identity.h"
+#include "pg_compat.h"
+#include "relay_api.h"
 #include "relay_store.h"
 #include "shared_state.h"
-#include "standby_wait.h"
 
 PG_MODULE_MAGIC;
 
 PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
 
+static void relay_api_take(void);
 static bool producer_settings_changed(void);
 static bool producer_settings_accepted(void);
-static void relay_wait_until_resolved(RelayState state, const char *reason,
-									  const char *hint,
-									  bool (*resolved) (void)) pg_attribute_noreturn();
+pg_noreturn static void relay_wait_until_resolved(RelayState state,
+												  const char *reason,
+												  const char *hint,
+												  bool (*resolved) (void));
 
 /*
  * The relay process's state.  The relay's side of the database keeps its
@@ -148,6 +149,12 @@ typedef struct Relay
 
 static Relay relay;
 
+/* What inbox_outbox.so lends the relay (relay_api.h). */
+const InboxOutboxRelayApi *relay_api = NULL;
+
+/* inbox_outbox.so's shared memory, from relay_api */
+static InboxOutboxShared *shared = NULL;
+
 /*
  * A read starts at the low end of the outbox whatever the bounds after
  * every change to the outbox's definition (ALTER TABLE ... DISABLE TRIGGER
@@ -159,37 +166,37 @@ static Relay relay;
 static void
 relay_set_state(RelayState state)
 {
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	relay.slot->state = state;
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 }
 
 static void
 relay_record_error(const char *error)
 {
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	strlcpy(relay.slot->last_error, error, RELAY_ERROR_LEN);
 	relay.slot->last_error_at = GetCurrentTimestamp();
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 }
 
 /* A round went through: the last error no longer holds (its time stays). */
 static void
 relay_clear_error(void)
 {
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	relay.slot->last_error[0] = '\0';
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 }
 
 static void
 relay_count(uint64 published, uint64 failed, uint64 dead_lettered)
 {
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	relay.slot->published += published;
 	relay.slot->failed += failed;
 	relay.slot->dead_lettered += dead_lettered;
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 }
 
 static void
@@ -197,7 +204,7 @@ relay_shmem_exit(int code, Datum arg)
 {
 	if (relay.slot == NULL)
 		return;
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	/* the launcher may have given the slot to another database meanwhile */
 	if (relay.slot->pid == MyProcPid && relay.slot->dbid == MyDatabaseId)
 	{
@@ -205,7 +212,7 @@ relay_shmem_exit(int code, Datum arg)
 		relay.slot->latch = NULL;
 		relay.slot->state = RELAY_STOPPED;
 	}
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 }
 
 /*
@@ -237,10 +244,10 @@ exit_unless_extension(uint32 generation)
 
 	relay_end_work();
 
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	relay.slot->no_extension = true;
 	relay.slot->seen_generation = generation;
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 
 	ereport(DEBUG1,
 			errmsg("inbox_outbox relay for database %u stops: the extension is not installed",
@@ -343,11 +350,11 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 	if (ShutdownRequestPending)
 	{
 		/* a DROP, RENAME, ... of the database waits: no grace period */
-		if (relay_must_leave_now())
+		if (relay_api->relay_must_leave_now())
 			return false;
 		if (*shutdown_deadline == 0)
 			*shutdown_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															 inbox_outbox_shutdown_timeout);
+															 *relay_api->shutdown_timeout);
 		else if (GetCurrentTimestamp() >= *shutdown_deadline)
 			return false;
 	}
@@ -392,7 +399,7 @@ relay_produce(RelayRow *rows, int n)
 
 		if (row->unsendable != NULL || row->oversize)
 			continue;
-		if (relay_row_size(row) > inbox_outbox_max_message_bytes)
+		if (relay_row_size(row) > *relay_api->max_message_bytes)
 		{
 			row->oversize = true;
 			continue;
@@ -472,14 +479,14 @@ relay_outbox_changed(Datum arg, Oid relid)
 static void
 relay_floor_start(void)
 {
-	outbox_floor_attach();
+	relay_api->outbox_floor_attach();
 	relay_begin_work("inbox_outbox relay: starting");
 	relay.outbox_relid = get_relname_relid("outbox",
 										   get_namespace_oid("inbox_outbox", false));
 	relay_end_work();
 	CacheRegisterRelcacheCallback(relay_outbox_changed, (Datum) 0);
 	if (relay_prepared_exist())
-		outbox_floor_hold_for_prepared();
+		relay_api->outbox_floor_hold_for_prepared();
 	relay.from_start = true;
 }
 
@@ -489,8 +496,8 @@ relay_floor_settle(void)
 {
 	uint64		prepares;
 
-	if (outbox_floor_prepared_held(&prepares) && !relay_prepared_exist())
-		outbox_floor_prepared_settled(prepares);
+	if (relay_api->outbox_floor_prepared_held(&prepares) && !relay_prepared_exist())
+		relay_api->outbox_floor_prepared_settled(prepares);
 }
 
 /*
@@ -564,7 +571,7 @@ relay_wait_until_resolved(RelayState state, const char *reason,
 	while (!ShutdownRequestPending)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 inbox_outbox_poll_interval, PG_WAIT_EXTENSION);
+						 *relay_api->poll_interval, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		relay_process_reload();
@@ -586,7 +593,7 @@ relay_copy_resolved(void)
 	bool		resolved;
 
 	relay_begin_work("inbox_outbox relay: checking whose outbox this is");
-	resolved = outbox_identity_verify(&reason, NULL) ||
+	resolved = relay_api->outbox_identity_verify(&reason, NULL) ||
 		strcmp(reason, relay.slot->last_error) != 0;
 	relay_end_work();
 	return resolved;
@@ -604,7 +611,7 @@ relay_pause_if_copy(void)
 	const char *reason;
 	const char *hint;
 
-	if (outbox_identity_verify(&reason, &hint))
+	if (relay_api->outbox_identity_verify(&reason, &hint))
 		return;
 	relay_end_work();
 	relay_wait_until_resolved(RELAY_PAUSED_COPY, reason, hint, relay_copy_resolved);
@@ -614,7 +621,7 @@ relay_pause_if_copy(void)
 static bool
 producer_settings_accepted(void)
 {
-	return (inbox_outbox_refused_at_start &
+	return (*relay_api->refused_at_start &
 			(REFUSED_BROKERS | REFUSED_KAFKA_CONFIG)) == 0;
 }
 
@@ -622,8 +629,8 @@ producer_settings_accepted(void)
 static bool
 producer_settings_changed(void)
 {
-	return strcmp(relay.producer_brokers, inbox_outbox_brokers) != 0 ||
-		strcmp(relay.producer_config, inbox_outbox_kafka_config) != 0;
+	return strcmp(relay.producer_brokers, *relay_api->brokers) != 0 ||
+		strcmp(relay.producer_config, *relay_api->kafka_config) != 0;
 }
 
 /*
@@ -634,8 +641,8 @@ static void
 kafka_config_file_stamp(struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	if (inbox_outbox_kafka_config[0] == '/')
-		(void) stat(inbox_outbox_kafka_config, st);
+	if ((*relay_api->kafka_config)[0] == '/')
+		(void) stat(*relay_api->kafka_config, st);
 }
 
 /* Whether the settings or the file changed since the producer was refused. */
@@ -670,8 +677,8 @@ relay_create_producer(void)
 		pfree(relay.producer_brokers);
 	if (relay.producer_config)
 		pfree(relay.producer_config);
-	relay.producer_brokers = MemoryContextStrdup(TopMemoryContext, inbox_outbox_brokers);
-	relay.producer_config = MemoryContextStrdup(TopMemoryContext, inbox_outbox_kafka_config);
+	relay.producer_brokers = MemoryContextStrdup(TopMemoryContext, *relay_api->brokers);
+	relay.producer_config = MemoryContextStrdup(TopMemoryContext, *relay_api->kafka_config);
 
 	PG_TRY();
 	{
@@ -727,7 +734,7 @@ lookup_relay_role(void)
 	Oid			role;
 
 	relay_begin_work("inbox_outbox relay: looking up its role");
-	role = get_role_oid(inbox_outbox_relay_role, true);
+	role = get_role_oid(*relay_api->relay_role, true);
 	relay_end_work();
 	return role;
 }
@@ -736,7 +743,7 @@ lookup_relay_role(void)
 static bool
 relay_role_resolved(void)
 {
-	return strcmp(inbox_outbox_relay_role, relay.wanted_role) != 0 ||
+	return strcmp(*relay_api->relay_role, relay.wanted_role) != 0 ||
 		OidIsValid(lookup_relay_role());
 }
 
@@ -749,21 +756,21 @@ relay_become_role(void)
 {
 	Oid			role;
 
-	if (inbox_outbox_relay_role == NULL || inbox_outbox_relay_role[0] == '\0')
+	if (*relay_api->relay_role == NULL || (*relay_api->relay_role)[0] == '\0')
 		return;
 
 	role = lookup_relay_role();
 	if (!OidIsValid(role))
 	{
-		relay.wanted_role = pstrdup(inbox_outbox_relay_role);
+		relay.wanted_role = pstrdup(*relay_api->relay_role);
 		relay_wait_until_resolved(RELAY_STOPPED,
 								  psprintf("role \"%s\" named by inbox_outbox.relay_role does not exist",
-										   inbox_outbox_relay_role),
+										   *relay_api->relay_role),
 								  "Create the role, or change inbox_outbox.relay_role and reload the configuration.",
 								  relay_role_resolved);
 	}
 
-	relay.role_name = MemoryContextStrdup(TopMemoryContext, inbox_outbox_relay_role);
+	relay.role_name = MemoryContextStrdup(TopMemoryContext, *relay_api->relay_role);
 	relay_store_set_role(role);
 }
 
@@ -781,13 +788,13 @@ relay_claim(void)
 	Oid			extension;
 	bool		held = false;
 
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
-	relay.slot = relay_slot_find(MyDatabaseId);
-	generation = inbox_outbox_shared->extension_generation;
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	relay.slot = relay_api->relay_slot_find(MyDatabaseId);
+	generation = shared->extension_generation;
 	if (relay.slot != NULL)
 	{
 		other = relay.slot->pid;
-		held = (other == 0 && database_op_holds(MyDatabaseId));
+		held = (other == 0 && relay_api->database_op_holds(MyDatabaseId));
 		if (other == 0 && !held)
 		{
 			relay.slot->pid = MyProcPid;
@@ -796,7 +803,7 @@ relay_claim(void)
 			relay.slot->no_extension = false;
 		}
 	}
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
 	if (relay.slot == NULL)
 		elog(ERROR, "no relay slot assigned to database %u", MyDatabaseId);
 	if (other != 0)
@@ -826,7 +833,7 @@ relay_claim(void)
 	relay_end_work();
 
 	/* DROP and CREATE EXTENSION start the counters over */
-	LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	if (relay.slot->extension_oid != extension)
 	{
 		relay.slot->extension_oid = extension;
@@ -836,7 +843,33 @@ relay_claim(void)
 		relay.slot->last_error[0] = '\0';
 		relay.slot->last_error_at = 0;
 	}
-	LWLockRelease(inbox_outbox_shared->lock);
+	LWLockRelease(shared->lock);
+}
+
+/*
+ * Take the table that inbox_outbox.so published when it was loaded
+ * (relay_api.h), if it is the one this library was built with: a new
+ * version installed over a running server comes here with the main library
+ * of the old one still loaded.
+ */
+static void
+relay_api_take(void)
+{
+	const InboxOutboxRelayApi *api;
+
+	api = *(const InboxOutboxRelayApi **)
+		find_rendezvous_variable(INBOX_OUTBOX_RELAY_API_RENDEZVOUS);
+	if (api == NULL)
+		elog(ERROR, "inbox_outbox relay requires shared_preload_libraries");
+	if (api->version != INBOX_OUTBOX_RELAY_API_VERSION ||
+		api->size != sizeof(InboxOutboxRelayApi) ||
+		api->shared_size != sizeof(InboxOutboxShared))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("library \"%s\" does not match the library \"%s\" the server loaded when it started",
+					   "inbox_outbox_relay", "inbox_outbox"),
+				errhint("Restart the server after installing another version of inbox_outbox."));
+	relay_api = api;
 }
 
 /*
@@ -846,7 +879,7 @@ relay_claim(void)
 static void
 relay_exit_if_role_changed(void)
 {
-	const char *now = inbox_outbox_relay_role ? inbox_outbox_relay_role : "";
+	const char *now = *relay_api->relay_role ? *relay_api->relay_role : "";
 	const char *was = relay.role_name ? relay.role_name : "";
 
 	if (strcmp(now, was) == 0)
@@ -883,7 +916,9 @@ inbox_outbox_relay_main(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
-	if (inbox_outbox_shared == NULL)
+	relay_api_take();
+	shared = *relay_api->shared;
+	if (shared == NULL)
 		elog(ERROR, "inbox_outbox relay requires shared_preload_libraries");
 
 	relay_claim();
@@ -910,10 +945,10 @@ inbox_outbox_relay_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		relay_process_reload();
 		relay_exit_if_role_changed();
-		if (inbox_outbox_refused_at_start & (REFUSED_BROKERS | REFUSED_KAFKA_CONFIG))
+		if (*relay_api->refused_at_start & (REFUSED_BROKERS | REFUSED_KAFKA_CONFIG))
 			relay_wait_until_resolved(RELAY_STOPPED,
 									  psprintf("the value of %s in the configuration file was refused when the server started",
-											   (inbox_outbox_refused_at_start & REFUSED_BROKERS) ?
+											   (*relay_api->refused_at_start & REFUSED_BROKERS) ?
 											   "inbox_outbox.brokers" : "inbox_outbox.kafka_config"),
 									  "Correct it and reload the configuration; the relay does not fall back to the default.",
 									  producer_settings_accepted);
@@ -921,15 +956,15 @@ inbox_outbox_relay_main(Datum main_arg)
 		if (relay.producer == NULL)
 			relay_create_producer();
 
-		LWLockAcquire(inbox_outbox_shared->lock, LW_SHARED);
-		generation = inbox_outbox_shared->extension_generation;
-		LWLockRelease(inbox_outbox_shared->lock);
+		LWLockAcquire(shared->lock, LW_SHARED);
+		generation = shared->extension_generation;
+		LWLockRelease(shared->lock);
 
 		MemoryContextReset(relay.round_context);
 		relay_floor_settle();
 		from = relay.floor;
 		if (TimestampDifferenceExceeds(relay.last_full_read, GetCurrentTimestamp(),
-									   (int) Min((int64) RELAY_FULL_READ_POLLS * inbox_outbox_poll_interval,
+									   (int) Min((int64) RELAY_FULL_READ_POLLS * *relay_api->poll_interval,
 												 PG_INT32_MAX)))
 			relay.from_start = true;
 		if (relay.from_start)
@@ -942,7 +977,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			relay.from_start = true;
 			relay.last_full_read = GetCurrentTimestamp();
 		}
-		standby_mark_round();
+		relay_api->standby_mark_round();
 		exit_unless_extension(generation);
 		relay_pause_if_copy();
 		n = relay_store_fetch(relay.round_context, relay.from_start ? NULL : &from,
@@ -960,13 +995,13 @@ inbox_outbox_relay_main(Datum main_arg)
 			bool		delivered;
 
 			n = relay_store_choose(&rows, n, &isolated);
-			if (!standby_wait_round(relay.slot, relay.database_name))
+			if (!relay_api->standby_wait_round(relay.slot, relay.database_name))
 			{
 				/* stopping, or read again later: the rows stay */
 				relay.from_start = read.from_start;
 				relay.floor = from;
 				if (!ShutdownRequestPending)
-					inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+					relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 				continue;
 			}
 			delivered = relay_produce(rows, n);
@@ -985,7 +1020,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			 * relay does not spin on it.
 			 */
 			if (!relay_record(rows, n, isolated, &read) && delivered)
-				relay_rest(Max(inbox_outbox_retry_backoff, 1000));
+				relay_rest(Max(*relay_api->retry_backoff, 1000));
 
 			if (!delivered)
 			{
@@ -996,7 +1031,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			}
 
 			/* a busy outbox must not starve the inbox's retention */
-			inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+			relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 
 			/*
 			 * Look again before sleeping: more rows may be waiting, and a
@@ -1007,8 +1042,8 @@ inbox_outbox_relay_main(Datum main_arg)
 		}
 
 		relay_set_state(next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
-		inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
-		timeout = inbox_outbox_poll_interval;
+		relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+		timeout = *relay_api->poll_interval;
 		if (next_retry_ms >= 0 && next_retry_ms < timeout)
 			timeout = (long) next_retry_ms;
 

@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "pg_compat.h"
 #include "shared_state.h"
 
 PG_FUNCTION_INFO_V1(relay_worker);

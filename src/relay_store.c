@@ -53,10 +53,10 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "inbox_outbox.h"
-#include "outbox_floor.h"
+#include "relay_api.h"
 #include "relay_store.h"
 #include "spi_plan.h"
+#include "ulid_text.h"
 
 /* Most payload, key and header bytes one round reads and produces. */
 #define RELAY_ROUND_BYTES		(64 * 1024 * 1024)
@@ -167,7 +167,7 @@ relay_begin_read(const char *activity, pg_ulid *floor)
 	StartTransactionCommand();
 	relay_enter_role();
 	SPI_connect();
-	outbox_floor_snapshot(floor);
+	relay_api->outbox_floor_snapshot(floor);
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
@@ -421,7 +421,11 @@ fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
 	if (!OidIsValid(relid))
 		return -1;
 	heap = table_open(relid, AccessShareLock);
+#if PG_VERSION_NUM >= 180000
+	indexid = RelationGetPrimaryKeyIndex(heap, false);
+#else
 	indexid = RelationGetPrimaryKeyIndex(heap);
+#endif
 	if (!OidIsValid(indexid))
 	{
 		table_close(heap, AccessShareLock);
@@ -448,7 +452,11 @@ fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
 
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_UUID_GE,
 				UlidPGetDatum(from));
+#if PG_VERSION_NUM >= 180000
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
+#else
 	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+#endif
 	index_rescan(scan, &key, 1, NULL, 0);
 	slot = table_slot_create(heap, NULL);
 	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -522,7 +530,7 @@ int
 relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 				  int64 *next_retry_ms, RelayRead *read)
 {
-	int			batch = inbox_outbox_batch_size;
+	int			batch = *relay_api->batch_size;
 	Datum		args[2];
 	int			n = 0;
 	int64		bytes = 0;
@@ -541,7 +549,7 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 	MemoryContextSwitchTo(old);
 	*rows_out = rows;
 
-	args[1] = Int32GetDatum(inbox_outbox_max_message_bytes);
+	args[1] = Int32GetDatum(*relay_api->max_message_bytes);
 	if (!read->from_start)
 	{
 		ItemPointerData *tids = palloc(sizeof(ItemPointerData) * batch);
@@ -584,9 +592,9 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 			int			key_size = size_of(tup, desc, 9);
 			int			payload_size = size_of(tup, desc, 10);
 			int			headers_size = size_of(tup, desc, 11);
-			bool		withheld = key_size > inbox_outbox_max_message_bytes ||
-				payload_size > inbox_outbox_max_message_bytes ||
-				headers_size > inbox_outbox_max_message_bytes;
+			bool		withheld = key_size > *relay_api->max_message_bytes ||
+				payload_size > *relay_api->max_message_bytes ||
+				headers_size > *relay_api->max_message_bytes;
 			int64		cost = withheld ? 0 :
 				(int64) key_size + payload_size + headers_size;
 			bool		isnull;
@@ -604,7 +612,7 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 							&row->ctid);
 			memcpy(&row->id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
 				   sizeof(pg_ulid));
-			ulid_to_text(&row->id, row->id_text);
+			ulid_format(row->id.data, row->id_text);
 			row->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
 			row->created_ms = kafka_timestamp(DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull)));
 			row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
@@ -692,7 +700,7 @@ relay_store_choose(RelayRow **rows, int n, bool *isolated)
 static int
 backoff_ms(int attempts)
 {
-	int64		ms = inbox_outbox_retry_backoff;
+	int64		ms = *relay_api->retry_backoff;
 
 	for (int i = 1; i < attempts && ms < RELAY_MAX_BACKOFF_MS; i++)
 		ms *= 2;
@@ -888,7 +896,7 @@ relay_store_record(RelayRow *rows, const KafkaResult *results, int n,
 				reason = row->unsendable;
 			else if (row->oversize)
 				reason = psprintf("message of %lld bytes is larger than inbox_outbox.max_message_bytes (%d)",
-								  (long long) relay_row_size(row), inbox_outbox_max_message_bytes);
+								  (long long) relay_row_size(row), *relay_api->max_message_bytes);
 			else if (results[i].outcome == KAFKA_REJECTED)
 				reason = psprintf("%s (above the producer's message.max.bytes)",
 								  kafka_describe(&results[i]));
@@ -900,7 +908,7 @@ relay_store_record(RelayRow *rows, const KafkaResult *results, int n,
 			/* a row that can never be sent is final at once */
 			dead = row->unsendable != NULL || row->oversize ||
 				results[i].outcome == KAFKA_REJECTED ||
-				(isolated && row->attempts + 1 >= inbox_outbox_max_attempts);
+				(isolated && row->attempts + 1 >= *relay_api->max_attempts);
 
 			tally->failed++;
 			strlcpy(tally->last_failure, reason, sizeof(tally->last_failure));

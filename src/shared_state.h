@@ -113,7 +113,7 @@ typedef struct InboxOutboxShared
 } InboxOutboxShared;
 
 /* NULL unless the library was loaded through shared_preload_libraries. */
-extern PGDLLIMPORT InboxOutboxShared *inbox_outbox_shared;
+extern InboxOutboxShared *inbox_outbox_shared;
 
 extern void shared_state_request(void);
 extern RelaySlot *relay_slot_find(Oid dbid);

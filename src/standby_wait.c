@@ -133,7 +133,7 @@ slot_verdict(const char *name, XLogRecPtr lsn, char *why, size_t whylen)
 		ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
 		Oid			database;
 		XLogRecPtr	flushed;
-		XLogRecPtr	invalidated_at;
+		bool		invalidated;
 		pid_t		active_pid;
 
 		/* in_use and the name change only under the lock we hold */
@@ -143,7 +143,12 @@ slot_verdict(const char *name, XLogRecPtr lsn, char *why, size_t whylen)
 		SpinLockAcquire(&s->mutex);
 		database = s->data.database;
 		flushed = s->data.restart_lsn;
-		invalidated_at = s->data.invalidated_at;
+		/* 16 records why a slot was invalidated instead of where */
+#if PG_VERSION_NUM >= 160000
+		invalidated = s->data.invalidated != RS_INVAL_NONE;
+#else
+		invalidated = !XLogRecPtrIsInvalid(s->data.invalidated_at);
+#endif
 		active_pid = s->active_pid;
 		SpinLockRelease(&s->mutex);
 
@@ -154,7 +159,7 @@ slot_verdict(const char *name, XLogRecPtr lsn, char *why, size_t whylen)
 					 name);
 			return STANDBY_BLOCKED;
 		}
-		if (XLogRecPtrIsInvalid(flushed) && !XLogRecPtrIsInvalid(invalidated_at))
+		if (XLogRecPtrIsInvalid(flushed) && invalidated)
 		{
 			snprintf(why, whylen,
 					 "replication slot \"%s\" named by inbox_outbox.standby_slots was invalidated: its standby needs WAL that was removed",

@@ -15,8 +15,8 @@
 
 /*
  * The parsed value of inbox_outbox.standby_slots, made by its check hook
- * (guc_check.c) with malloc, as PostgreSQL frees it, and installed by its
- * assign hook.
+ * (guc_check.c) with malloc (guc_malloc from 16), as PostgreSQL frees it,
+ * and installed by its assign hook.
  */
 typedef struct StandbySlotList
 {

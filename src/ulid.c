@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "pg_compat.h"
 #include "shared_state.h"
 #include "ulid.h"
 #include "ulid_text.h"

@@ -23,6 +23,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "pg_compat.h"
 #include "ulid.h"
 
 PG_FUNCTION_INFO_V1(ulid_text_cmp);

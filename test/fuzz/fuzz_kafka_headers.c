@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "common/jsonapi.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
 #include "kafka_headers.h"
@@ -47,6 +48,15 @@ typedef struct Reference
 	char	   *pending;		/* name whose value comes next */
 } Reference;
 
+/* 16 made the callbacks return an error code */
+#if PG_VERSION_NUM >= 160000
+typedef JsonParseErrorType RefResult;
+#define REF_DONE return JSON_SUCCESS
+#else
+typedef void RefResult;
+#define REF_DONE return
+#endif
+
 static void
 fail(const char *what)
 {
@@ -54,7 +64,7 @@ fail(const char *what)
 	abort();
 }
 
-static void
+static RefResult
 ref_object_start(void *state)
 {
 	Reference  *ref = (Reference *) state;
@@ -64,31 +74,35 @@ ref_object_start(void *state)
 	else
 		ref->flat = false;
 	ref->depth++;
+	REF_DONE;
 }
 
-static void
+static RefResult
 ref_object_end(void *state)
 {
 	((Reference *) state)->depth--;
+	REF_DONE;
 }
 
-static void
+static RefResult
 ref_array_start(void *state)
 {
 	Reference  *ref = (Reference *) state;
 
 	ref->flat = false;
 	ref->depth++;
+	REF_DONE;
 }
 
-static void
+static RefResult
 ref_array_end(void *state)
 {
 	((Reference *) state)->depth--;
+	REF_DONE;
 }
 
 /* pg_parse_json hands over fname; it is ours to keep or free. */
-static void
+static RefResult
 ref_field_start(void *state, char *fname, bool isnull)
 {
 	Reference  *ref = (Reference *) state;
@@ -96,7 +110,7 @@ ref_field_start(void *state, char *fname, bool isnull)
 	if (ref->depth != 1)
 	{
 		pfree(fname);
-		return;
+		REF_DONE;
 	}
 	/* the previous member's value was an object or an array */
 	if (ref->pending != NULL)
@@ -106,10 +120,11 @@ ref_field_start(void *state, char *fname, bool isnull)
 		pfree(ref->pending);
 	}
 	ref->pending = fname;
+	REF_DONE;
 }
 
 /* Likewise token. */
-static void
+static RefResult
 ref_scalar(void *state, char *token, JsonTokenType type)
 {
 	Reference  *ref = (Reference *) state;
@@ -123,7 +138,7 @@ ref_scalar(void *state, char *token, JsonTokenType type)
 			pfree(ref->pending);
 			ref->pending = NULL;
 		}
-		return;
+		REF_DONE;
 	}
 	if (ref->n == ref->max)
 	{
@@ -137,14 +152,30 @@ ref_scalar(void *state, char *token, JsonTokenType type)
 	ref->values[ref->n] = token;
 	ref->pending = NULL;
 	ref->n++;
+	REF_DONE;
+}
+
+/* 17 takes the context to fill, or NULL, and frees it itself */
+static JsonLexContext *
+make_lex(char *json, int len, int encoding)
+{
+#if PG_VERSION_NUM >= 170000
+	return makeJsonLexContextCstringLen(NULL, json, len, encoding, true);
+#else
+	return makeJsonLexContextCstringLen(json, len, encoding, true);
+#endif
 }
 
 static void
 free_lex(JsonLexContext *lex)
 {
+#if PG_VERSION_NUM >= 170000
+	freeJsonLexContext(lex);
+#else
 	pfree(lex->strval->data);
 	pfree(lex->strval);
 	pfree(lex);
+#endif
 }
 
 /* Whether the rule accepts json; fills ref with the members if valid. */
@@ -158,7 +189,7 @@ reference_accepts(char *json, int len, int encoding, Reference *ref)
 	memset(ref, 0, sizeof(*ref));
 	ref->flat = true;
 
-	lex = makeJsonLexContextCstringLen(json, len, encoding, true);
+	lex = make_lex(json, len, encoding);
 	err = pg_parse_json(lex, &nullSemAction);
 	free_lex(lex);
 	if (err != JSON_SUCCESS)
@@ -171,7 +202,7 @@ reference_accepts(char *json, int len, int encoding, Reference *ref)
 	sem.array_end = ref_array_end;
 	sem.object_field_start = ref_field_start;
 	sem.scalar = ref_scalar;
-	lex = makeJsonLexContextCstringLen(json, len, encoding, true);
+	lex = make_lex(json, len, encoding);
 	err = pg_parse_json(lex, &sem);
 	free_lex(lex);
 	if (err != JSON_SUCCESS)

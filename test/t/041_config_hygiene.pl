@@ -50,7 +50,8 @@ sub show
 # 1. Only superusers read kafka_config.
 $node->safe_psql('postgres', 'CREATE ROLE regress_app LOGIN');
 my @as_app = (extra_params => [ '-U', 'regress_app' ]);
-my $denied = qr/ERROR:  42501: must be superuser or have privileges of pg_read_all_settings to examine "inbox_outbox\.kafka_config"/;
+# (PostgreSQL 16 reworded the message.)
+my $denied = qr/ERROR:  42501: (?:must be superuser or have privileges of pg_read_all_settings to|permission denied to) examine "inbox_outbox\.kafka_config"/;
 like(psql_err('SHOW inbox_outbox.kafka_config', @as_app),
 	$denied, 'SHOW refuses kafka_config to a plain role');
 like(psql_err(q{SELECT current_setting('inbox_outbox.kafka_config')}, @as_app),

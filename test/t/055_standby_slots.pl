@@ -232,8 +232,10 @@ $primary->safe_psql('postgres', 'SELECT pg_sleep(1)');
 $ids = ids_in_kafka();
 ok(!$ids->{ $missing[0] }, 'with a missing slot named, the event is not sent');
 
+# pgoutput is built into the server; test_decoding is a contrib module that
+# a PostgreSQL installation may lack.
 $primary->safe_psql('postgres',
-	q{SELECT pg_create_logical_replication_slot('logical1', 'test_decoding')});
+	q{SELECT pg_create_logical_replication_slot('logical1', 'pgoutput')});
 set_slots('logical1');
 wait_blocked('replication slot "logical1" named by inbox_outbox.standby_slots is a logical slot%',
 	'logical slot');

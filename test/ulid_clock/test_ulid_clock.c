@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "pg_compat.h"
 #include "ulid.h"
 
 PG_MODULE_MAGIC;
