@@ -7,7 +7,7 @@
 # (see test/regress.conf) and then runs the TAP tests in test/t.
 
 EXTENSION = inbox_outbox
-EXTVERSION = 0.4
+EXTVERSION = 1.0
 
 # Code without state that both libraries use, linked into each (the relay
 # library takes nothing from inbox_outbox.so but through src/relay_api.h).
@@ -51,10 +51,14 @@ PG_CPPFLAGS = $(RDKAFKA_CFLAGS)
 
 DATA = $(wildcard inbox_outbox--*.sql)
 
-REGRESS = ulid_io ulid_ops ulid_gen ulid_schema outbox_publish inbox privileges saved_plans outbox_copies client_params
+# Each file starts from the extension as --load-extension creates it and
+# leaves it so (test/regress_alone.sh runs each file on its own).
+REGRESS = extension_versions ulid_io ulid_ops ulid_gen ulid_schema \
+	outbox_publish inbox privileges saved_plans outbox_copies client_params
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
-	--temp-config=$(srcdir)/test/regress.conf
+	--temp-config=$(srcdir)/test/regress.conf \
+	--load-extension=$(EXTENSION)
 
 ISOLATION = inbox_claim
 ISOLATION_OPTS = \
@@ -70,7 +74,7 @@ ifdef WERROR
 PG_CFLAGS += -Werror
 endif
 
-EXTRA_CLEAN = tmp_check_regress tmp_check_isolation output_iso $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc) \
+EXTRA_CLEAN = tmp_check_regress tmp_check_isolation tmp_check_alone output_iso $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc) \
 	$(addprefix test/ulid_clock/test_ulid_clock,.o .bc $(DLSUFFIX))
 
 PG_CONFIG ?= pg_config
@@ -104,6 +108,10 @@ test-helpers:
 
 installcheck: test-helpers
 
+# Each regression file alone, in an instance of its own.
+installcheck-alone: test-helpers
+	bash $(srcdir)/test/regress_alone.sh '$(PG_CONFIG)' $(REGRESS)
+
 # The TAP tests run on PostgreSQL's own test modules (PostgreSQL::Test::
 # Cluster).  PG_TEST_PERL is where they are: by default where PGXS keeps
 # them, which a PostgreSQL built without --enable-tap-tests lacks (its PGXS
@@ -127,7 +135,7 @@ cd $(srcdir) && \
    $(PROVE) $(PG_PROVE_FLAGS) $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),t/*.pl)
 endef
 
-.PHONY: test-helpers install-relay uninstall-relay
+.PHONY: test-helpers install-relay uninstall-relay installcheck-alone
 
 # libFuzzer harnesses of the parsers, built with clang outside the server
 # (test/fuzz/README.md).  Each runs FUZZ_SECONDS on a copy of its corpus.
@@ -138,3 +146,12 @@ fuzz:
 EXTRA_CLEAN += test/fuzz/build test/fuzz/work
 
 .PHONY: fuzz
+
+# The PGXN release archive of the committed tree (META.json, LICENSE and
+# all); scripts/check_dist.sh builds it and checks it.
+DISTVERSION = $(EXTVERSION).0
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(DISTVERSION)/ \
+		-o $(EXTENSION)-$(DISTVERSION).zip HEAD
+
+.PHONY: dist

@@ -57,6 +57,10 @@ for v in "${versions[@]}"; do
 	status=0
 	as_test_user make -C "$dir" -s installcheck WERROR=1 PG_CONFIG="$pg_config" \
 		PG_TEST_PERL="$PG_TEST_PERL" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} || status=$?
+	# once: each regression file passes without the others before it
+	if [ "$status" -eq 0 ] && [ "$v" = "${versions[0]}" ] && [ -z "${PROVE_TESTS:-}" ]; then
+		as_test_user make -C "$dir" -s installcheck-alone PG_CONFIG="$pg_config" || status=$?
+	fi
 	if [ "$status" -ne 0 ]; then
 		log "PostgreSQL $v: tests failed (exit $status)"
 		show_failure "$dir"

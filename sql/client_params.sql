@@ -245,20 +245,14 @@ TRUNCATE inbox_outbox.outbox;
 DEALLOCATE ALL;
 DROP TABLE docs;
 
--- The upgrade from 0.3 replaces the uuid -> ulid cast; user objects that
--- use it (a default, a view, an expression index) keep working.
-SELECT current_database() AS regress_db \gset
-CREATE DATABASE regress_clients_upgrade;
-\c regress_clients_upgrade
-SET client_min_messages = warning;
-CREATE EXTENSION inbox_outbox VERSION '0.3';
+-- uuid -> ulid is an assignment cast, so that INSERT and UPDATE take a
+-- uuid parameter; user objects that use it (a default, a view, an
+-- expression index) work.
 CREATE TABLE t (u uuid, id ulid DEFAULT '0186cb65-25d7-81da-815c-7e25a6bfe7db'::uuid::ulid);
 CREATE VIEW v AS SELECT u::ulid AS id FROM t;
 CREATE INDEX ON t ((u::ulid));
 INSERT INTO t (u) VALUES ('0186cb65-25d7-81da-815c-7e25a6bfe7dc');
-ALTER EXTENSION inbox_outbox UPDATE TO '0.4';
-INSERT INTO t (u) VALUES ('0186cb65-25d7-81da-815c-7e25a6bfe7dd');
 SELECT v.id, t.id AS default_id FROM v JOIN t ON t.u::ulid = v.id ORDER BY v.id;
 SELECT castcontext FROM pg_cast WHERE castsource = 'uuid'::regtype AND casttarget = 'ulid'::regtype;
-\c :regress_db
-DROP DATABASE regress_clients_upgrade;
+DROP VIEW v;
+DROP TABLE t;

@@ -88,18 +88,4 @@ SELECT pg_catalog.has_table_privilege('regress_io_relay', 'inbox_outbox.database
 DROP OWNED BY regress_io_relay;
 DROP ROLE regress_io_relay;
 
--- The update to 0.4 records the database it runs in, and keeps what was
--- pending.
-SET client_min_messages = warning;
-DROP EXTENSION inbox_outbox;
-CREATE EXTENSION inbox_outbox VERSION '0.3';
-RESET client_min_messages;
-SELECT outbox_publish('orders', 'k', 'before 0.4'::text) IS NOT NULL AS published;
-ALTER EXTENSION inbox_outbox UPDATE TO '0.4';
-SELECT count(*) AS identities,
-       bool_and(i.system_identifier = c.system_identifier AND i.database_oid = d.oid) AS this_database,
-       (SELECT count(*) FROM inbox_outbox.outbox) AS pending
-FROM inbox_outbox.database_identity i, pg_control_system() c, pg_database d
-WHERE d.datname = current_database();
-
 TRUNCATE inbox_outbox.outbox;

@@ -4,14 +4,6 @@
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
 
--- upgrade from 0.1, as ALTER EXTENSION ... UPDATE runs it
-DROP EXTENSION inbox_outbox;
-CREATE EXTENSION inbox_outbox VERSION '0.1';
-SELECT extversion FROM pg_extension WHERE extname = 'inbox_outbox';
-ALTER EXTENSION inbox_outbox UPDATE;
-SELECT extversion FROM pg_extension WHERE extname = 'inbox_outbox';
-DROP EXTENSION inbox_outbox;
-CREATE EXTENSION inbox_outbox;
 SELECT extversion FROM pg_extension WHERE extname = 'inbox_outbox';
 
 -- the three payload types, headers, null key and null payload

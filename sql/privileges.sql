@@ -213,15 +213,6 @@ CREATE EXTENSION inbox_outbox;
 \echo :LAST_ERROR_SQLSTATE
 DROP SCHEMA inbox_outbox;
 
--- Upgrading from 0.3 revokes what 0.3 gave PUBLIC.
-CREATE EXTENSION inbox_outbox VERSION '0.3';
-SELECT pg_catalog.has_function_privilege('regress_io_none',
-	'outbox_publish(text, text, text, jsonb)', 'EXECUTE') AS before_update;
-ALTER EXTENSION inbox_outbox UPDATE;
-SELECT pg_catalog.has_function_privilege('regress_io_none',
-	'outbox_publish(text, text, text, jsonb)', 'EXECUTE') AS after_update;
-DROP EXTENSION inbox_outbox;
-
 DROP OWNED BY regress_io_none, regress_io_pub, regress_io_con, regress_io_mon, regress_io_owner;
 DROP ROLE regress_io_none, regress_io_pub, regress_io_con, regress_io_mon, regress_io_owner;
 CREATE EXTENSION inbox_outbox;

@@ -42,10 +42,4 @@ CREATE EXTENSION inbox_outbox;
 SELECT 'ulid'::regtype::oid <> :old_ulid AS new_ulid_type;
 SELECT * FROM use_every_plan();
 
--- and once more through an update from the oldest version
-DROP EXTENSION inbox_outbox;
-CREATE EXTENSION inbox_outbox VERSION '0.1';
-ALTER EXTENSION inbox_outbox UPDATE;
-SELECT * FROM use_every_plan();
-
 DROP FUNCTION use_every_plan();

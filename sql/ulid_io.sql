@@ -1,7 +1,6 @@
 --
 -- ulid text and binary I/O, casts to and from uuid
 --
-CREATE EXTENSION inbox_outbox;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
 

@@ -14,7 +14,7 @@
  * publishes only while every row there names this database and no
  * subscription replicates the outbox into it:
  *
- * - CREATE EXTENSION and the update to 0.4 record the database they run in.
+ * - CREATE EXTENSION records the database it runs in.
  * - pg_dump dumps the table, so a restore appends the source's row to the
  *   one its own CREATE EXTENSION recorded (no unique key, so the restore
  *   never fails on it).  The relay reads the table in the snapshot in which
@@ -64,7 +64,7 @@ PG_FUNCTION_INFO_V1(adopt_outbox);
 /* What inbox_outbox.database_identity and the subscriptions say. */
 typedef struct IdentityCheck
 {
-	bool		exists;			/* the extension has the table (0.4 on) */
+	bool		exists;			/* the table is there (not dropped by hand) */
 	int64		rows;
 	bool		foreign;		/* a row names another database */
 	int64		foreign_system;
@@ -203,9 +203,9 @@ describe_copy(const IdentityCheck *c)
  * Whether this database's relay may publish its outbox.  If not, *reason
  * and *hint (either may be NULL) point to sentences that say why and what
  * to do; they stay valid until the next call.  A table without rows gets
- * this database's identity.  True also when the extension predates the
- * table (0.3 and earlier).  Runs inside a transaction, in the snapshot in
- * which the caller reads the outbox.
+ * this database's identity; a table dropped by hand checks nothing.  Runs
+ * inside a transaction, in the snapshot in which the caller reads the
+ * outbox.
  */
 bool
 outbox_identity_verify(const char **reason, const char **hint)

@@ -237,7 +237,6 @@ exit_unless_extension(uint32 generation)
 	if (OidIsValid(outbox))
 		LockRelationOid(outbox, AccessShareLock);
 
-	/* version 0.1 has no outbox: wait for ALTER EXTENSION ... UPDATE */
 	if (OidIsValid(get_extension_oid("inbox_outbox", true)) &&
 		OidIsValid(get_namespace_oid("inbox_outbox", true)))
 		return;

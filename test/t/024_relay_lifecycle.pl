@@ -79,19 +79,6 @@ $node->poll_query_until('app2', 'SELECT published = 1 FROM inbox_outbox.relay_st
   or die 'published did not count the new event';
 pass('counting what the new extension publishes');
 
-# A database whose extension is still at 0.1 (no outbox) gets its relay
-# when the extension is updated.
-$node->safe_psql('postgres', 'CREATE DATABASE app3');
-$node->safe_psql('app3', "CREATE EXTENSION inbox_outbox VERSION '0.1'");
-$node->safe_psql('app3', 'SELECT pg_sleep(3)');
-is( $node->safe_psql('postgres',
-		q{SELECT count(*) FROM pg_stat_activity WHERE datname = 'app3' AND backend_type = 'inbox_outbox relay'}),
-	'0', 'no relay runs for an extension at 0.1');
-ok(!$node->log_contains(qr/ERROR:.*inbox_outbox/), 'and nothing failed trying');
-$node->safe_psql('app3', 'ALTER EXTENSION inbox_outbox UPDATE');
-wait_relay_running($node, 'app3');
-pass('ALTER EXTENSION ... UPDATE starts the relay');
-
 # 4. inbox_outbox.databases restricts the relays.
 $node->append_conf('postgresql.conf', "inbox_outbox.databases = 'postgres'");
 $node->reload;
