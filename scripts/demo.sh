@@ -3,13 +3,35 @@
 # starts a throwaway PostgreSQL with the library preloaded and a local Kafka
 # broker, runs the demo in scripts/demo.sql, shows what reached Kafka, and
 # stops both again.  Safe to run repeatedly.
+#
+# Environment:
+#   INBOX_OUTBOX_INSTALLED=1  run against the extension as it is installed
+#                             already (from the Debian package, say): build
+#                             and install nothing, and give the directory the
+#                             demo runs in only the files the demo runs.
+#   INBOX_OUTBOX_PG_BINDIR    the bin directory of the PostgreSQL 15 to use
+#                             (default Debian's, /usr/lib/postgresql/15/bin).
+#   INBOX_OUTBOX_DEMO_DIR     the directory the demo runs in (default
+#                             /var/tmp/inbox_outbox-demo).
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$src/scripts/lib.sh"
+PG_BINDIR=${INBOX_OUTBOX_PG_BINDIR:-$PG_BINDIR}
 
 work=${INBOX_OUTBOX_DEMO_DIR:-/var/tmp/inbox_outbox-demo}
-prepare_work_tree "$src" "$work"
+if [ "${INBOX_OUTBOX_INSTALLED:-0}" = 1 ]; then
+	ensure_packages
+	control=$("$PG_BINDIR/pg_config" --sharedir)/extension/inbox_outbox.control
+	if [ ! -f "$control" ]; then
+		log "inbox_outbox is not installed: $control does not exist"
+		exit 1
+	fi
+	log "using the installed extension ($control)"
+	copy_tree_for_test_user "$src" "$work" scripts/lib.sh scripts/demo.sql test/kafka examples
+else
+	prepare_work_tree "$src" "$work"
+fi
 
 as_test_user bash -s "$work" <<'DEMO'
 set -euo pipefail

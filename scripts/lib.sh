@@ -1,6 +1,6 @@
-# Shared by scripts/demo.sh and scripts/test.sh: install what is missing,
-# build, install, and hand a copy of the tree to an unprivileged user
-# (initdb refuses to run as root).
+# Shared by scripts/demo.sh, scripts/test.sh and scripts/test_package.sh:
+# install what is missing, build, install, and hand a copy of the tree to an
+# unprivileged user (initdb refuses to run as root).
 
 # The demo and the benchmarks use Debian's PostgreSQL 15.
 PG_MAJOR=15
@@ -23,6 +23,14 @@ PACKAGES=(
 	python3-confluent-kafka
 	clang-14
 	libclang-rt-14-dev
+)
+
+# What scripts/test_package.sh needs besides PACKAGES: the Build-Depends of
+# debian/control that PACKAGES lacks, and dpkg-buildpackage.
+DEB_BUILD_PACKAGES=(
+	debhelper
+	dpkg-dev
+	postgresql-server-dev-all
 )
 
 # The test command builds and tests on each of these.  Debian bookworm
@@ -49,9 +57,10 @@ as_root() {
 	fi
 }
 
+# Install what PACKAGES and the packages given as arguments lack.
 ensure_packages() {
-	local missing=()
-	for p in "${PACKAGES[@]}"; do
+	local missing=() p
+	for p in "${PACKAGES[@]}" "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing+=("$p")
 	done
@@ -137,13 +146,15 @@ as_test_user() {
 }
 
 # Copy the source tree (without build products) to a directory the test user
-# owns; prints its path.
+# owns, or only the files and directories of the tree given after DST.
 copy_tree_for_test_user() {
 	local src=$1 dst=$2
+	shift 2
+	[ $# -gt 0 ] || set -- .
 	rm -rf "$dst"
 	mkdir -p "$dst"
 	tar -C "$src" -cf - --exclude=.git --exclude='tmp_check*' --exclude=results \
-		--exclude='*.o' --exclude='*.so' --exclude='*.bc' . | tar -C "$dst" -xf -
+		--exclude='*.o' --exclude='*.so' --exclude='*.bc' "$@" | tar -C "$dst" -xf -
 	if [ "$(id -u)" -eq 0 ]; then
 		id "$TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TEST_USER"
 		chown -R "$TEST_USER": "$dst"
