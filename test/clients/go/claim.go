@@ -15,10 +15,11 @@ func claimEvents(ctx context.Context, conn *pgx.Conn, consumer string, eventIDs 
 		// docs: begin go-claim
 		var first bool
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if err := tx.QueryRow(ctx, "SELECT inbox_try_claim($1, $2)", eventID, consumer).Scan(&first); err != nil || !first {
+			err := tx.QueryRow(ctx, "SELECT inbox_try_claim($1, $2)", eventID, consumer).Scan(&first)
+			if err != nil || !first {
 				return err
 			}
-			_, err := tx.Exec(ctx, "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2)",
+			_, err = tx.Exec(ctx, "INSERT INTO applied_events (consumer, event_id) VALUES ($1, $2)",
 				consumer, eventID) // the business change
 			return err
 		}) // committed: now commit the Kafka offset

@@ -174,6 +174,13 @@ func (r *report) table(ctx context.Context, tx pgx.Tx, _ string) error {
 	r.check("pgx: WHERE id = $1::uuid with [16]byte", name, "bob")
 	r.check("pgx: pgtype.UUID without ::uuid where a ulid is expected: SQLSTATE",
 		failure(ctx, tx, "SELECT name FROM go_accounts WHERE id = $1", aliceUUID), []any{"22P02", nil})
+	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		_, err := sp.Exec(ctx, "SELECT name FROM go_accounts WHERE id = $1", bobUUID)
+		return err
+	})
+	var pgErr *pgconn.PgError
+	r.check("pgx: [16]byte without ::uuid where a ulid is expected: pgx cannot encode it",
+		err != nil && !errors.As(err, &pgErr), true)
 
 	var n int64
 	if err := tx.QueryRow(ctx, "SELECT count(*) FROM go_accounts WHERE id = ANY ($1)",
@@ -192,6 +199,9 @@ func (r *report) table(ctx context.Context, tx pgx.Tx, _ string) error {
 	if err != nil {
 		return err
 	}
+	var scanned any
+	err = tx.QueryRow(ctx, "SELECT id FROM go_accounts WHERE id = $1", alice).Scan(&scanned)
+	r.check("pgx: scanning a ulid into any fails", err != nil, true)
 	r.check("pgx: scan a ulid into string, id::uuid into pgtype.UUID and [16]byte",
 		[]any{s, hex.EncodeToString(u.Bytes[:]), hex.EncodeToString(b[:])},
 		[]any{alice, hex.EncodeToString(aliceUUID.Bytes[:]), hex.EncodeToString(aliceUUID.Bytes[:])})

@@ -132,12 +132,13 @@ async function tablePart(client) {
   }
   check('pg: a named prepared statement, three times', names, ['bob', 'alice', 'bob']);
 
-  r = await client.query('SELECT min(id), max(id), count(*) FILTER (WHERE id > $1) AS later FROM node_accounts',
-    [ALICE]);
+  r = await client.query(
+    'SELECT min(id), max(id), count(*) FILTER (WHERE id > $1) AS later FROM node_accounts', [ALICE]);
   check('pg: min(id), max(id), id > string', r.rows, [{ min: ALICE, max: BOB, later: '1' }]);
   r = await client.query('SELECT ulid_timestamp($1) AS ts', [ALICE.toLowerCase()]);
   check('pg: ulid_timestamp(string)', r.rows[0].ts.getTime(), ALICE_MS);
-  r = await client.query('UPDATE node_accounts SET id = $1 WHERE id = $2', ['00000000000000000000000007', BOB]);
+  r = await client.query('UPDATE node_accounts SET id = $1 WHERE id = $2',
+    ['00000000000000000000000007', BOB]);
   check('pg: UPDATE SET id = string', r.rowCount, 1);
 }
 

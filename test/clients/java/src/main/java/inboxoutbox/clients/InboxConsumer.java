@@ -30,10 +30,12 @@ final class InboxConsumer {
     private InboxConsumer(Connection conn, String consumer) throws SQLException {
         this.conn = conn;
         this.consumer = consumer;
+        // docs: begin java-claim-statements
         conn.setAutoCommit(false);
         claim = conn.prepareStatement("SELECT inbox_try_claim(?, ?)");
         apply = conn.prepareStatement(
                 "INSERT INTO applied_events (consumer, event_id) VALUES (?, ?)");
+        // docs: end java-claim-statements
     }
 
     static String run(String url, String bootstrap, String topic, String consumer)

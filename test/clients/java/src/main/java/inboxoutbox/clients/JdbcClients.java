@@ -144,38 +144,44 @@ final class JdbcClients {
             st.execute("CREATE TABLE java_accounts (id ulid PRIMARY KEY, name text NOT NULL)");
         }
         // docs: begin java-batch
+        int[] counts;
         try (PreparedStatement ps = conn.prepareStatement(
                 "INSERT INTO java_accounts (id, name) VALUES (?, ?)")) {
-            ps.setString(1, ALICE);                         // varchar
+            ps.setString(1, "01GV5PA9EQG7D82Q3Y4PKBZSYV");  // varchar
             ps.setString(2, "alice");
             ps.addBatch();
             ps.setObject(1, BOB_UUID);                      // uuid
             ps.setString(2, "bob");
             ps.addBatch();
-            ps.setString(1, CAROL.toLowerCase());           // either case
+            ps.setString(1, "01gv5pa9eqg7d82q3y4pkbzsz0");  // either case
             ps.setString(2, "carol");
             ps.addBatch();
-            int[] counts = ps.executeBatch();
-            // docs: end java-batch
-            report.check("JDBC: batch insert with setString and setObject(UUID)",
-                    toList(counts), List.of(1, 1, 1));
+            counts = ps.executeBatch();
         }
+        // docs: end java-batch
+        report.check("JDBC: batch insert with setString and setObject(UUID)",
+                toList(counts), List.of(1, 1, 1));
 
         // docs: begin java-find
+        String id;
+        UUID uuid;
         try (PreparedStatement ps = conn.prepareStatement(
-                "SELECT id, id::uuid, name FROM java_accounts WHERE id = ?")) {
+                "SELECT id, id::uuid FROM java_accounts WHERE id = ?")) {
             ps.setObject(1, ALICE_UUID);                    // or setString(1, "01GV…")
             try (ResultSet rs = ps.executeQuery()) {
                 rs.next();
-                String id = rs.getString(1);                // "01GV5PA9EQG7D82Q3Y4PKBZSYV"
-                UUID uuid = rs.getObject(2, UUID.class);    // 0186cb65-25d7-81da-815c-7e25a6bfe7db
-                // docs: end java-find
-                report.check("JDBC: WHERE id = setObject(UUID); getString",
-                        List.of(id, uuid.toString(), rs.getString(3)),
-                        List.of(ALICE, ALICE_UUID.toString(), "alice"));
-                report.check("JDBC: getObject of a ulid is a PGobject",
-                        rs.getObject(1).getClass().getName(), "org.postgresql.util.PGobject");
+                id = rs.getString(1);                       // "01GV5PA9EQG7D82Q3Y4PKBZSYV"
+                uuid = rs.getObject(2, UUID.class);         // 0186cb65-25d7-81da-815c-7e25a6bfe7db
             }
+        }
+        // docs: end java-find
+        report.check("JDBC: WHERE id = setObject(UUID); getString, getObject(UUID.class) of id::uuid",
+                List.of(id, uuid.toString()), List.of(ALICE, ALICE_UUID.toString()));
+        try (Statement st = conn.createStatement();
+                ResultSet rs = st.executeQuery("SELECT id FROM java_accounts LIMIT 1")) {
+            rs.next();
+            report.check("JDBC: getObject of a ulid is a PGobject",
+                    rs.getObject(1).getClass().getName(), "org.postgresql.util.PGobject");
         }
 
         // past prepareThreshold (5), PgJDBC switches to a named server-side
@@ -183,8 +189,8 @@ final class JdbcClients {
         List<Object> names = new ArrayList<>();
         try (PreparedStatement ps = conn.prepareStatement(
                 "SELECT name FROM java_accounts WHERE id = ?")) {
-            for (String id : List.of(BOB, BOB.toLowerCase(), CAROL, ALICE, BOB, CAROL, ALICE)) {
-                ps.setString(1, id);
+            for (String each : List.of(BOB, BOB.toLowerCase(), CAROL, ALICE, BOB, CAROL, ALICE)) {
+                ps.setString(1, each);
                 try (ResultSet rs = ps.executeQuery()) {
                     names.add(rs.next() ? rs.getString(1) : null);
                 }
@@ -195,7 +201,8 @@ final class JdbcClients {
 
         try (PreparedStatement ps = conn.prepareStatement(
                 "SELECT count(*) FROM java_accounts WHERE id = ANY (?)")) {
-            Array strings = conn.createArrayOf("varchar", new String[] {ALICE, CAROL.toLowerCase(), "00000000000000000000000000"});
+            Array strings = conn.createArrayOf("varchar",
+                    new String[] {ALICE, CAROL.toLowerCase(), "00000000000000000000000000"});
             ps.setArray(1, strings);
             report.check("JDBC: WHERE id = ANY (varchar[])", single(ps), 2L);
             Array uuids = conn.createArrayOf("uuid", new UUID[] {ALICE_UUID, BOB_UUID});
