@@ -64,7 +64,7 @@ my $jdbc = "jdbc:postgresql://127.0.0.1:$port/postgres?user=$user";
 my $dsn = "postgresql://$user\@127.0.0.1:$port/postgres";
 
 my @java = (
-	'java', '-XX:TieredStopAtLevel=1', '-Xshare:auto',
+	'java', '-XX:TieredStopAtLevel=1',
 	'-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
 	'-cp', "$bin/java/clients.jar:$bin/java/lib/*", 'inboxoutbox.clients.Main');
 my %program = (
