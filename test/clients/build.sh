@@ -15,7 +15,8 @@
 # a lock, so that concurrent runs neither race nor see half a build.
 # Dependencies come from Maven Central, the npm registry and the Go module
 # proxy into the user's own caches (~/.m2, ~/.npm, GOMODCACHE), pinned by
-# pom.xml, package-lock.json and go.sum.
+# pom.xml, package-lock.json and go.sum.  Each use touches the directory;
+# a build removes those of other sources unused for a week.
 #
 # Environment: INBOX_OUTBOX_CACHE (cache root, default
 # ~/.cache/inbox_outbox), INBOX_OUTBOX_GO (the go command, default go).
@@ -84,7 +85,10 @@ if [[ ! -d $dir ]]; then
 		rm -rf "$tmp/src" "$tmp"/*.log
 		mv -T "$tmp" "$dir"
 		trap - EXIT
+		find "$root" -mindepth 1 -maxdepth 1 -type d -name 'clients-????????????????' \
+			-mtime +7 -exec rm -rf {} +
 	fi
 	exec 9>&-
 fi
+touch "$dir"
 echo "$dir"
