@@ -6,7 +6,8 @@
 //
 // pg sends every parameter untyped: strings as text, Buffers in binary
 // format.  The server resolves them to ulid, text or bytea by context, so
-// no SQL here casts an id; only a Buffer for outbox_publish() names bytea.
+// no SQL here casts a ULID; the casts left are those docs/clients.md names
+// (::bytea for a Buffer to outbox_publish(), ::uuid for a uuid string).
 // publish prints {"checks": [[name, got, expected], ...], "published":
 // [events]}, claim {"claims": [[event_id, first, again], ...]}, for the
 // Perl test to compare.  The blocks between "docs:" comments appear
