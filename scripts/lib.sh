@@ -23,6 +23,8 @@ PACKAGES=(
 	python3-confluent-kafka
 	clang-14
 	libclang-rt-14-dev
+	curl
+	ca-certificates
 )
 
 # What scripts/test_package.sh needs besides PACKAGES: the Build-Depends of
@@ -88,6 +90,100 @@ ensure_python_clients() {
 		as_root "$PY_VENV/bin/pip" install -q "${PY_CLIENT_PACKAGES[@]}"
 	fi
 	export INBOX_OUTBOX_PYTHON=$PY_VENV/bin/python
+}
+
+# Java, Node and Go for test/t/061_clients_jvm_node_go.pl, whose programs
+# test/clients/build.sh builds as the test user with Maven, npm and go,
+# into that user's own caches (~/.m2, ~/.npm, ~/go).  Java 17 and Maven
+# come with PACKAGES.  Node 18 or later: Debian's nodejs and npm if there
+# is no node at all.  Go at least as new as test/clients/go/go.mod asks
+# (pgx v5 needs 1.21; Debian's golang-go is 1.19): the go on PATH or in
+# /usr/local/go if it is, else the toolchain that the go command itself
+# would download, the module golang.org/toolchain from the Go module
+# proxy, checked against its pinned digest and unpacked into
+# GO_TOOLCHAIN_DIR.  Exports INBOX_OUTBOX_GO for build.sh.
+GO_TOOLCHAIN=1.22.12
+GO_TOOLCHAIN_SHA256=d426bcf50497ae8665e741482aba04fc12782e8860857229d4005dcc480fd89b # linux-amd64 zip
+GO_TOOLCHAIN_DIR=${INBOX_OUTBOX_GO_DIR:-/opt/inbox_outbox-go}
+
+# Whether the go command GO is at least VERSION (1.N or 1.N.P).
+go_at_least() {
+	local go=$1 want=$2 have
+	have=$(GOTOOLCHAIN=local "$go" version 2>/dev/null | awk '{ sub(/^go/, "", $3); print $3 }') || true
+	[ -n "$have" ] && [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" = "$want" ]
+}
+
+install_go_toolchain() {
+	local arch tmp name
+	arch=$(dpkg --print-architecture)
+	name=v0.0.1-go$GO_TOOLCHAIN.linux-$arch
+	if [ "$arch" != amd64 ]; then
+		log "no Go toolchain is pinned for $arch: install Go $GO_TOOLCHAIN or later in /usr/local/go"
+		return 1
+	fi
+	log "installing Go $GO_TOOLCHAIN (golang.org/toolchain@$name from the Go module proxy) into $GO_TOOLCHAIN_DIR"
+	tmp=$(mktemp -d)
+	curl -fsSL --retry 3 -o "$tmp/go.zip" "https://proxy.golang.org/golang.org/toolchain/@v/$name.zip" &&
+		echo "$GO_TOOLCHAIN_SHA256  $tmp/go.zip" | sha256sum --check --quiet &&
+		python3 -m zipfile -e "$tmp/go.zip" "$tmp/unpacked" || {
+		rm -rf "$tmp"
+		log "could not install Go $GO_TOOLCHAIN"
+		return 1
+	}
+	as_root rm -rf "$GO_TOOLCHAIN_DIR"
+	as_root mkdir -p "$GO_TOOLCHAIN_DIR"
+	as_root mv "$tmp/unpacked/golang.org/toolchain@$name" "$GO_TOOLCHAIN_DIR/go"
+	rm -rf "$tmp"
+	# A module zip keeps no file modes.
+	as_root chmod -R a+rX "$GO_TOOLCHAIN_DIR"
+	as_root chmod a+x "$GO_TOOLCHAIN_DIR"/go/bin/* "$GO_TOOLCHAIN_DIR"/go/pkg/tool/*/*
+}
+
+ensure_jvm_node_go_clients() {
+	local v want go home dir
+	v=$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -n 1) || true
+	if [ "${v:-0}" -lt 17 ] || ! command -v mvn >/dev/null; then
+		log "the client test needs Java 17 or later (found: ${v:-none}) and Maven"
+		return 1
+	fi
+
+	if ! command -v node >/dev/null; then
+		log "installing nodejs and npm"
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+	fi
+	v=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || true
+	if [ "${v:-0}" -lt 18 ] || ! command -v npm >/dev/null; then
+		log "the client test needs Node 18 or later (found: ${v:-none}) and npm"
+		return 1
+	fi
+
+	want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../test/clients/go/go.mod")
+	for go in "$(command -v go || true)" /usr/local/go/bin/go "$GO_TOOLCHAIN_DIR/go/bin/go" ""; do
+		[ -n "$go" ] && go_at_least "$go" "$want" && break
+	done
+	if [ -z "$go" ]; then
+		install_go_toolchain || return 1
+		go=$GO_TOOLCHAIN_DIR/go/bin/go
+		go_at_least "$go" "$want" || {
+			log "Go $GO_TOOLCHAIN is older than the $want that test/clients/go/go.mod asks for"
+			return 1
+		}
+	fi
+	export INBOX_OUTBOX_GO=$go
+
+	# The test user's caches must be its own: files that a build as root
+	# left there would make Maven, npm or go fail for it.
+	if [ "$(id -u)" -eq 0 ] && id "$TEST_USER" >/dev/null 2>&1; then
+		home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+		for dir in "$home/.m2" "$home/.npm" "$home/go" "$home/.cache"; do
+			if [ -d "$dir" ] && [ -n "$(find "$dir" ! -user "$TEST_USER" -print -quit)" ]; then
+				log "giving $dir back to $TEST_USER"
+				chown -R "$TEST_USER": "$dir"
+			fi
+		done
+	fi
 }
 
 # The pg_config of PostgreSQL VERSION, or nothing if it is not installed.

@@ -26,6 +26,7 @@ read -r -a versions <<<"${PG_VERSIONS:-${PG_TEST_VERSIONS[*]}}"
 
 ensure_packages
 ensure_python_clients
+ensure_jvm_node_go_clients
 for v in "${versions[@]}"; do
 	ensure_postgres "$v"
 done
