@@ -10,6 +10,9 @@
 
 #include "ulid.h"
 
+/* the row trigger on inbox_outbox.outbox that records the bounds */
+#define OUTBOX_FLOOR_TRIGGER	"zz_outbox_floor"
+
 extern void outbox_floor_request(void);
 
 /* the relay's side */

@@ -139,7 +139,8 @@ typedef struct Relay
 	TimestampTz last_full_read; /* when a read last started at the low end */
 
 	Oid			outbox_relid;	/* for relay_outbox_changed() */
-	bool		outbox_changed; /* its definition changed: read from the start */
+	bool		outbox_changed; /* its definition changed: look at the trigger */
+	TransactionId floor_trigger;	/* its version, when last looked at */
 
 	/* DROP EXTENSION during a round (see relay_extension_dropped()) */
 	TimestampTz last_extension_check;
@@ -156,10 +157,10 @@ const InboxOutboxRelayApi *relay_api = NULL;
 static InboxOutboxShared *shared = NULL;
 
 /*
- * A read starts at the low end of the outbox whatever the bounds after
- * every change to the outbox's definition (ALTER TABLE ... DISABLE TRIGGER
- * among them: a row written meanwhile has no bound), and every this many
- * poll intervals.
+ * A read starts at the low end of the outbox whatever the bounds after every
+ * change to the floor trigger (ALTER TABLE ... DISABLE TRIGGER among them: a
+ * row written meanwhile has no bound), at every read while it does not
+ * fire, and every this many poll intervals.
  */
 #define RELAY_FULL_READ_POLLS	120
 
@@ -462,7 +463,12 @@ relay_prepared_exist(void)
 	return prepared;
 }
 
-/* A relcache invalidation: the outbox's definition may have changed. */
+/*
+ * A relcache invalidation: the outbox's definition may have changed, its
+ * floor trigger among it.  VACUUM and ANALYZE of the outbox send one too,
+ * so the next read looks at the trigger before it reads from the low end
+ * (relay_floor_check()).
+ */
 static void
 relay_outbox_changed(Datum arg, Oid relid)
 {
@@ -487,6 +493,32 @@ relay_floor_start(void)
 	if (relay_prepared_exist())
 		relay_api->outbox_floor_hold_for_prepared();
 	relay.from_start = true;
+	relay.outbox_changed = true;
+	relay.floor_trigger = InvalidTransactionId;
+}
+
+/*
+ * After a change to the outbox's definition, in the read's transaction:
+ * read from the low end if the floor trigger changed since it was last
+ * looked at, or does not fire; look again at the next read while it does
+ * not.
+ */
+static void
+relay_floor_check(void)
+{
+	TransactionId version;
+
+	if (!relay.outbox_changed)
+		return;
+	version = relay_store_floor_trigger_version(relay.outbox_relid);
+	if (!TransactionIdIsValid(version) ||
+		!TransactionIdEquals(version, relay.floor_trigger))
+	{
+		relay.from_start = true;
+		relay.last_full_read = GetCurrentTimestamp();
+	}
+	relay.floor_trigger = version;
+	relay.outbox_changed = !TransactionIdIsValid(version);
 }
 
 /* Release the prepared bound once no prepared transaction is left. */
@@ -969,15 +1001,9 @@ inbox_outbox_relay_main(Datum main_arg)
 		if (relay.from_start)
 			relay.last_full_read = GetCurrentTimestamp();
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
-		if (relay.outbox_changed)
-		{
-			/* seen at the start of this transaction: read it all now */
-			relay.outbox_changed = false;
-			relay.from_start = true;
-			relay.last_full_read = GetCurrentTimestamp();
-		}
 		relay_api->standby_mark_round();
 		exit_unless_extension(generation);
+		relay_floor_check();
 		relay_pause_if_copy();
 		n = relay_store_fetch(relay.round_context, relay.from_start ? NULL : &from,
 							  &rows, &next_retry_ms, &read);

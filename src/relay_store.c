@@ -33,8 +33,10 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/trigger.h"
 #include "common/int.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -53,6 +55,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "outbox_floor.h"
 #include "relay_api.h"
 #include "relay_store.h"
 #include "spi_plan.h"
@@ -231,13 +234,17 @@ prepare_plans(void)
 
 	/*
 	 * The same, for rows a read from a lower bound found (fetch_from()):
-	 * there are no failed rows then, so nothing is held back.
+	 * there are no failed rows then, so nothing is held back.  Sorted as
+	 * uuid, whose order is the ulid's: the outbox's primary key cannot give
+	 * that order, so the plan stays a TID scan.  Sorted as ulid, a plan made
+	 * after an ANALYZE that found the outbox nearly empty walked the whole
+	 * primary key instead, dead entries and all, at every round.
 	 */
 	argtypes[0] = get_array_type(TIDOID);
 	store.fetch_tids_plan = spi_prepare_kept(
 		FETCH_COLUMNS
 		" WHERE o.ctid OPERATOR(pg_catalog.=) ANY ($1)"
-		" ORDER BY o.id",
+		" ORDER BY o.id::pg_catalog.uuid",
 		2, argtypes);
 
 	/* the partial index outbox_retry answers this */
@@ -505,6 +512,38 @@ relay_store_prepared_exist(void)
 			 SPI_result_code_string(ret));
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The version of the outbox's floor trigger (see outbox_floor.c): the raw
+ * xmin of its pg_trigger row, which every ENABLE or DISABLE TRIGGER, DROP
+ * and CREATE TRIGGER changes (and freezing does not); or
+ * InvalidTransactionId while the trigger is missing or does not fire
+ * always, when rows may be written without a bound.  Run in the caller's
+ * transaction.
+ */
+TransactionId
+relay_store_floor_trigger_version(Oid outbox)
+{
+	Relation	rel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	TransactionId version = InvalidTransactionId;
+
+	rel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(outbox));
+	ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(OUTBOX_FLOOR_TRIGGER));
+	scan = systable_beginscan(rel, TriggerRelidNameIndexId, true, NULL, 2, keys);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple) &&
+		((Form_pg_trigger) GETSTRUCT(tuple))->tgenabled == TRIGGER_FIRES_ALWAYS)
+		version = HeapTupleHeaderGetRawXmin(tuple->t_data);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
 }
 
 /*

@@ -55,11 +55,16 @@ sub publish
 }
 
 # Publish $n events, one transaction each, and wait until they are sent.
+# The wait scans the table by TID range: section 5 counts the reads of the
+# primary key, and an index-only count(*), which the planner may choose
+# after an ANALYZE, would walk the dead entries itself.
 sub traffic
 {
 	my ($n, $tag) = @_;
 	publish("key" . ($_ % 5), "$tag-$_") for 1 .. $n;
-	wait_outbox_empty($node, 'postgres', $tag);
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM inbox_outbox.outbox WHERE ctid >= '(0,0)'::tid})
+	  or die "outbox did not drain ($tag)";
 	return;
 }
 
@@ -138,22 +143,36 @@ ok(defined $took && $took < 6,
 	'a transaction prepared before a restart is sent at once when committed ('
 	  . ($took // 'never') . ' s)');
 
-# 4. With the trigger disabled the bound cannot see a row: the read from the
-# low end that follows a change to the outbox's definition (disabling or
-# enabling the trigger is one) finds it, long before the periodic one.
+# 4. With the trigger disabled the bound cannot see a row: every read
+# starts from the low end while the trigger does not fire, and once more
+# after it fires again, long before the periodic one.
 traffic(10, 'before disabled trigger');
 $node->safe_psql('postgres',
 	'ALTER TABLE inbox_outbox.outbox DISABLE TRIGGER zz_outbox_floor');
+traffic(3, 'while the trigger is disabled');
 my $hidden_id = '01BX5ZZKBKACTAV9WEVGEMMVRZ';	# 2017
 $node->safe_psql('postgres',
 	qq{INSERT INTO inbox_outbox.outbox (id, topic, key, payload)
 	   VALUES ('$hidden_id', '$topic', 'hidden', 'trigger disabled')});
 $published{$hidden_id} = 1;
-$node->safe_psql('postgres',
-	'ALTER TABLE inbox_outbox.outbox ENABLE ALWAYS TRIGGER zz_outbox_floor');
 $took = seconds_until_sent($hidden_id, 60);
 ok(defined $took && $took < 10,
-	'a row written with the trigger disabled is sent after the table changed ('
+	'a row written while the trigger is disabled is sent while it still is ('
+	  . ($took // 'never') . ' s)');
+# Disabled and enabled again in one transaction, with a row between: the
+# trigger's version changed.
+my $between_id = '01BX5ZZKBKACTAV9WEVGEMMVS0';
+$node->safe_psql('postgres', qq{
+	BEGIN;
+	ALTER TABLE inbox_outbox.outbox DISABLE TRIGGER zz_outbox_floor;
+	INSERT INTO inbox_outbox.outbox (id, topic, key, payload)
+	VALUES ('$between_id', '$topic', 'hidden', 'between disable and enable');
+	ALTER TABLE inbox_outbox.outbox ENABLE ALWAYS TRIGGER zz_outbox_floor;
+	COMMIT});
+$published{$between_id} = 1;
+$took = seconds_until_sent($between_id, 60);
+ok(defined $took && $took < 10,
+	'a row written between DISABLE and ENABLE in one transaction is sent ('
 	  . ($took // 'never') . ' s)');
 traffic(3, 'after disabled trigger');
 
@@ -177,16 +196,21 @@ sub pkey_reads
 }
 my $before = pkey_reads();
 my $t0 = time();
-traffic(100, 'single');
+for my $i (1 .. 5)
+{
+	traffic(20, 'single');
+	# a change to the outbox's statistics is no change to its trigger
+	$node->safe_psql('postgres', 'ANALYZE inbox_outbox.outbox');
+}
 my $reads = pkey_reads() - $before;
 my $seconds = time() - $t0;
-note("100 single-event rounds over 20,000 dead rows read $reads index entries in $seconds s");
+note("100 single-event rounds and 5 ANALYZEs over 20,000 dead rows read $reads index entries in $seconds s");
 # Reading from the low end, each round would return every dead entry:
-# at least 100 × 20,000.  The bound leaves the periodic full reads (one per
-# 240 s, and after autovacuum or ANALYZE of the outbox, 20,000 each) and the
-# rounds' own rows.
-cmp_ok($reads, '<', 100_000,
-	'rounds do not walk the rows deleted under an old snapshot');
+# at least 100 × 20,000, and so would each read after an ANALYZE if every
+# relcache invalidation of the outbox led to one.  The bound leaves the
+# rounds' own rows (the periodic full read comes every 240 s).
+cmp_ok($reads, '<', 20_000,
+	'rounds and ANALYZE do not make the relay walk the rows deleted under an old snapshot');
 $holder->query_safe('COMMIT');
 $holder->quit;
 
