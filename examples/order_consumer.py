@@ -239,6 +239,13 @@ def handle(cur, msg, consumer, instance):
     return APPLIED
 
 
+def is_fatal(err):
+    """Whether the Kafka client cannot go on; librdkafka reports a fatal
+    error (such as being fenced by an instance with the same
+    group.instance.id) as an error of code _FATAL."""
+    return err.fatal() or err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID)
+
+
 def commit_offsets(consumer):
     """Commit the stored offsets: those of messages whose transaction committed."""
     try:
@@ -247,7 +254,7 @@ def commit_offsets(consumer):
         err = e.args[0]
         if err.code() == KafkaError._NO_OFFSET:
             return
-        if err.fatal() or err.code() == KafkaError.FENCED_INSTANCE_ID:
+        if is_fatal(err):
             raise
         # Not committed: the messages come again and the inbox absorbs them.
         log.warning("could not commit offsets: %s", err)
@@ -327,7 +334,7 @@ class OrderConsumer:
             if self.stopping:
                 return              # the rest comes again to the next owner
             if msg.error():
-                if msg.error().fatal():
+                if is_fatal(msg.error()):
                     raise KafkaException(msg.error())
                 log.warning("consumer error: %s", msg.error())
                 continue
@@ -366,11 +373,12 @@ class OrderConsumer:
         finally:
             try:
                 commit_offsets(self.kafka)
-            finally:
-                self.kafka.close()
-                if self.db is not None:
-                    self.db.close()
-                print(", ".join(f"{k} {v}" for k, v in self.counts.items()), flush=True)
+            except KafkaException as e:
+                log.warning("could not commit offsets: %s", e.args[0])
+            self.kafka.close()
+            if self.db is not None:
+                self.db.close()
+            print(", ".join(f"{k} {v}" for k, v in self.counts.items()), flush=True)
 
     def stop(self, signum, frame):
         self.stopping = True
@@ -399,7 +407,11 @@ def main():
     consumer = OrderConsumer(args)
     signal.signal(signal.SIGTERM, consumer.stop)
     signal.signal(signal.SIGINT, consumer.stop)
-    consumer.run()
+    try:
+        consumer.run()
+    except KafkaException as e:
+        log.error("stopping: %s", e.args[0])
+        return 1
     return 0
 
 
