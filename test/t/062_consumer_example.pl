@@ -13,7 +13,9 @@
 #     their rule on one partition, and the events after them are applied;
 #     replaying the topic changes nothing;
 #  D. a lost connection and a lock timeout are retried until the database
-#     answers, without skipping or dead-lettering anything.
+#     answers, without skipping or dead-lettering anything;
+#  E. a second instance started with the group.instance.id of a running one
+#     fences it: the first stops with an error, the second goes on.
 #
 # Every check reads the business tables, the dead-letter table or the inbox.
 # The consumer runs on Debian's python3 with python3-confluent-kafka and
@@ -43,6 +45,7 @@ $kafka->create_topic('orders_a', 4);
 $kafka->create_topic('orders_b', 2);
 $kafka->create_topic('orders_c', 1);
 $kafka->create_topic('orders_d', 2);
+$kafka->create_topic('orders_e', 1);
 
 my $node = relay_node('consumer_example', $kafka->bootstrap);
 my $dsn = 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
@@ -88,20 +91,22 @@ sub run_consumer
 	return ($? >> 8, $out, $err);
 }
 
-# Start the consumer in the background; finish_consumer() waits for it.
+# Start the consumer in the background; stop_consumer() stops it.
 sub start_consumer
 {
 	my %c = (out => '', err => '');
-	$c{harness} = IPC::Run::start(consumer_command(@_),
+	$c{harness} = IPC::Run::start(consumer_command(@_, '--idle-exit', 60),
 		'>', \$c{out}, '2>', \$c{err}, IPC::Run::timeout(90));
 	return \%c;
 }
 
-sub finish_consumer
+# SIGTERM, as an orchestrator stops an instance: it exits cleanly.
+sub stop_consumer
 {
 	my ($c, $what) = @_;
+	$c->{harness}->signal('TERM');
 	$c->{harness}->finish;
-	is($c->{harness}->full_result(0), 0, "$what: the consumer exited cleanly")
+	is($c->{harness}->full_result(0), 0, "$what: SIGTERM stopped the consumer cleanly")
 	  or diag("stdout:\n$c->{out}\nstderr:\n$c->{err}");
 	return;
 }
@@ -174,11 +179,11 @@ sub duplicates_absorbed
 my @a_keys = map { "a-$_" } 1 .. 16;
 my $instances_a = q{
 	SELECT count(DISTINCT instance) FROM applied_events WHERE order_key LIKE 'a-%'};
-my $a1 = start_consumer('orders_a', 'billing', 'consumer_a1', '--idle-exit', 60);
+my $a1 = start_consumer('orders_a', 'billing', 'consumer_a1');
 publish('orders_a', 1, @a_keys);
 wait_applied('a-', 'round 1');
 is(psql($instances_a), 1, 'A: the first instance applied the first round');
-my $a2 = start_consumer('orders_a', 'billing', 'consumer_a2', '--idle-exit', 3);
+my $a2 = start_consumer('orders_a', 'billing', 'consumer_a2');
 my $rounds = 1;
 while ($rounds < 40 && psql($instances_a) < 2)
 {
@@ -187,8 +192,7 @@ while ($rounds < 40 && psql($instances_a) < 2)
 	wait_applied('a-', "round $rounds");
 }
 is(psql($instances_a), 2, "A: both instances applied events (rounds: $rounds)");
-$a1->{harness}->signal('TERM');
-finish_consumer($a1, 'A, the first instance stopped by SIGTERM');
+stop_consumer($a1, 'A, the first instance');
 publish('orders_a', 1000, @a_keys);
 wait_applied('a-', 'the round after the first instance stopped');
 is( psql(q{
@@ -198,7 +202,7 @@ is( psql(q{
 		                    JOIN published p1 USING (event_id)
 		                    WHERE p1.key LIKE 'a-%' AND p1.amount = 1 LIMIT 1)}),
 	0, 'A: the second instance applied the last round alone');
-finish_consumer($a2, 'A, the second instance');
+stop_consumer($a2, 'A, the second instance');
 check_applied_once('a-', 'A');
 
 # B. Killed after the 15th applied event's commit, before its offset is
@@ -213,7 +217,7 @@ is($status, 3, 'B: the first run exited abruptly') or diag("$out\n$err");
 is(psql(q{SELECT count(*) FROM applied_events WHERE order_key LIKE 'b-%'}),
 	15, 'B: it had committed 15 events');
 ($status, $out, $err) =
-  run_consumer('orders_b', 'crash', 'consumer_b', '--idle-exit', 2,
+  run_consumer('orders_b', 'crash', 'consumer_b', '--idle-exit', 3,
 	'--instance-id', 'crash-1');
 is($status, 0, 'B: the restarted run exited cleanly') or diag("$out\n$err");
 check_applied_once('b-', 'B');
@@ -258,7 +262,7 @@ $c{after_poison} = psql(q{SELECT outbox_publish('orders_c', 'c-3', '{"amount": 2
 wait_outbox_empty($node, 'postgres', 'C, second part');
 is(scalar @{ $kafka->consume('orders_c', min => 13) }, 13, 'C: 13 messages on the partition');
 
-($status, $out, $err) = run_consumer('orders_c', 'odd', 'consumer_c', '--idle-exit', 2);
+($status, $out, $err) = run_consumer('orders_c', 'odd', 'consumer_c', '--idle-exit', 3);
 is($status, 0, 'C: the consumer went through them all and exited cleanly')
   or diag("$out\n$err");
 
@@ -301,7 +305,7 @@ is(duplicates_absorbed('odd'), 1, 'C: the copy was absorbed as a duplicate');
 # Replaying the whole topic under another group, same inbox consumer:
 # every event is a duplicate, nothing is dead-lettered again.
 ($status, $out, $err) =
-  run_consumer('orders_c', 'odd-replay', 'consumer_c', '--consumer', 'odd', '--idle-exit', 2);
+  run_consumer('orders_c', 'odd-replay', 'consumer_c', '--consumer', 'odd', '--idle-exit', 3);
 is($status, 0, 'C: the replay exited cleanly') or diag("$out\n$err");
 is(psql($c_totals), 'c-1=16 c-3=2', 'C: the replay changed no total');
 is(psql(q{SELECT count(*) FROM consumer_dead_letter WHERE consumer = 'odd'}),
@@ -312,7 +316,7 @@ is(duplicates_absorbed('odd'), 11, 'C: it absorbed ten more duplicates');
 # terminated between two messages, and later a lock makes its change time
 # out (lock_timeout = 1 s) until the lock is released.
 my @d_keys = map { "d-$_" } 1 .. 5;
-my $d = start_consumer('orders_d', 'retry', 'consumer_d', '--idle-exit', 3);
+my $d = start_consumer('orders_d', 'retry', 'consumer_d');
 publish('orders_d', 1, @d_keys);
 wait_applied('d-', 'before the connection is lost');
 is( psql(q{
@@ -337,9 +341,22 @@ pass('D: the change timed out on the lock and was tried again');
 $locker->query_safe('COMMIT');
 $locker->quit;
 wait_applied('d-', 'after the lock was released');
-finish_consumer($d, 'D');
+stop_consumer($d, 'D');
 check_applied_once('d-', 'D');
 is(psql(q{SELECT count(*) FROM consumer_dead_letter WHERE consumer = 'retry'}),
 	0, 'D: nothing was dead-lettered');
+
+# E. The second instance with group.instance.id "same-1" fences the first.
+my $e1 = start_consumer('orders_e', 'fenced', 'consumer_e1', '--instance-id', 'same-1');
+publish('orders_e', 1, 'e-1');
+wait_applied('e-', 'by the first instance');
+my $e2 = start_consumer('orders_e', 'fenced', 'consumer_e2', '--instance-id', 'same-1');
+$e1->{harness}->finish;
+is($e1->{harness}->full_result(0) >> 8, 1, 'E: the fenced instance stopped with an error')
+  or diag("stdout:\n$e1->{out}\nstderr:\n$e1->{err}");
+publish('orders_e', 2, 'e-1');
+wait_applied('e-', 'by the second instance');
+stop_consumer($e2, 'E, the second instance');
+check_applied_once('e-', 'E');
 
 done_testing();
