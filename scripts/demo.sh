@@ -61,11 +61,15 @@ echo "   Orders 2 and 4 rolled back: their events never left PostgreSQL."
 echo
 echo "== A consumer claims each event in its own transaction (examples/order_consumer.py)."
 echo "   First run: it applies 2 events and crashes before committing its Kafka offsets."
+# One group.instance.id for both runs: the restarted instance takes its
+# partitions back at once instead of waiting for the killed one's session to
+# time out.
 consumer=(/usr/bin/python3 "$work/examples/order_consumer.py" --brokers "$brokers"
-	--dsn "host=$PGHOST port=$PGPORT dbname=postgres user=postgres" --topic orders --group billing)
-"${consumer[@]}" --crash-after 2 | sed 's/^/   /' || true
+	--dsn "host=$PGHOST port=$PGPORT dbname=postgres user=postgres" --topic orders --group billing
+	--instance-id billing-1)
+"${consumer[@]}" --crash-after 2 2>&1 | sed 's/^/   /' || true
 echo "   Second run: Kafka redelivers those events; the inbox absorbs them."
-"${consumer[@]}" --idle-exit 3 | sed 's/^/   /'
+"${consumer[@]}" --idle-exit 3 2>&1 | sed 's/^/   /'
 psql -X -f - <<'SQL'
 \pset footer off
 SELECT consumer, claims, duplicates_absorbed FROM inbox_outbox.inbox_consumers;

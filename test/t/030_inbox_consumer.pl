@@ -30,7 +30,9 @@ my @common = (
 	'/usr/bin/python3', $consumer,
 	'--brokers', $kafka->bootstrap,
 	'--dsn', 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres',
-	'--topic', 'orders', '--group', 'billing');
+	'--topic', 'orders', '--group', 'billing',
+	# a restart takes the killed run's partitions back at once
+	'--instance-id', 'billing-1');
 
 # Killed before committing offsets, four times.
 for my $run (1 .. 4)
