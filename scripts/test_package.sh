@@ -227,7 +227,7 @@ relay_status=$(awk '/^ state +\| pending +\| published +\| failed +\| dead_lette
 # the redelivered ones (1 or 2, depending on whether an offset commit came
 # before the crash).
 grep -Eq '^   crashing after 2 applied, 0 duplicates$' "$work/demo.log" || fail "the consumer's first run did not apply 2 events"
-absorbed=$(sed -nE 's/^   applied 2, duplicates absorbed ([12])$/\1/p' "$work/demo.log")
+absorbed=$(sed -nE 's/^   applied 2, duplicates absorbed ([12]), skipped 0, dead-lettered 0$/\1/p' "$work/demo.log")
 [ -n "$absorbed" ] || fail "the consumer's second run did not apply 2 events and absorb the redelivered ones"
 grep -Eq "^ billing +\| +4 +\| +$absorbed\$" "$work/demo.log" ||
 	fail "inbox_consumers does not show 4 claims and $absorbed duplicates absorbed for billing"
