@@ -215,6 +215,7 @@ _PG_init(void)
 		outbox_floor_request();
 		launcher_register();
 		database_ops_init();
+		outbox_wake_init();
 		relay_api_publish();
 	}
 

@@ -51,6 +51,7 @@ extern int	inbox_outbox_refused_at_start;
 
 extern void log_redact_init(void);
 extern void publish_hint_init(void);
+extern void outbox_wake_init(void);
 
 /* The relay's retention of inbox claims (inbox.c). */
 #define INBOX_PRUNE_BATCH			10000	/* claims per transaction */

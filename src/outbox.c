@@ -14,8 +14,10 @@
  * The relay sleeps on its latch.  A statement trigger on the outbox table
  * marks the transaction, and a transaction callback sets the relay's latch
  * once the commit is visible, so the relay reads the new rows at once; a
- * rolled-back or prepared transaction wakes nobody (COMMIT PREPARED is left
- * to the relay's fallback poll).
+ * rolled-back or prepared transaction wakes nobody.  COMMIT PREPARED runs
+ * no callback of the transaction it commits, so a ProcessUtility hook wakes
+ * the relay of the database once it has committed (it must run there), the
+ * prepared transaction's rows or not: a wake-up more is one read more.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +33,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "nodes/value.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -55,6 +58,7 @@ PG_FUNCTION_INFO_V1(relay_ddl_wakeup);
 #define RESERVED_HEADER "event_id"
 
 static bool xact_callback_registered = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
 static bool relay_wake_pending = false;
 static bool launcher_wake_pending = false;
 
@@ -445,4 +449,39 @@ relay_ddl_wakeup(PG_FUNCTION_ARGS)
 		notice_discarded_events();
 	wake_at_commit(true, false);
 	PG_RETURN_VOID();
+}
+
+/*
+ * ProcessUtility hook: after a COMMIT PREPARED has committed, wake this
+ * database's relay, as the commit of the transaction itself would have.
+ */
+static void
+outbox_process_utility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+		relay_wake(MyDatabaseId);
+}
+
+/*
+ * Install the hook.  Called from _PG_init while shared_preload_libraries
+ * is processed: without the shared memory there is no relay to wake.
+ */
+void
+outbox_wake_init(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = outbox_process_utility;
 }
