@@ -215,9 +215,10 @@ my $seconds = time() - $t0;
 note("100 single-event rounds and 5 ANALYZEs over 20,000 dead rows read $reads index entries in $seconds s");
 # Reading from the low end, each round would return every dead entry:
 # at least 100 × 20,000, and so would each read after an ANALYZE if every
-# relcache invalidation of the outbox led to one.  The bound leaves the
-# rounds' own rows (the periodic full read comes every 240 s).
-cmp_ok($reads, '<', 20_000,
+# relcache invalidation of the outbox led to one (5 × 20,000).  The bound
+# leaves the rounds' own rows, and at most one periodic read from the low
+# end (every 240 s: a slow machine reaches it within the test).
+cmp_ok($reads, '<', 40_000,
 	'rounds and ANALYZE do not make the relay walk the rows deleted under an old snapshot');
 $holder->query_safe('COMMIT');
 $holder->quit;
