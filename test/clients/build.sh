@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 #
 # build.sh - builds the Java, Node and Go programs that
-# test/t/061_clients_jvm_node_go.pl runs, once, into a cache outside the
-# source tree, and prints the directory that holds them:
+# test/t/061_clients_jvm_node_go.pl and test/t/063_clients_orms.pl run,
+# once, into a cache outside the source tree, and prints the directory
+# that holds them:
 #
 #   DIR/java/clients.jar DIR/java/lib/   java -cp 'DIR/java/clients.jar:DIR/java/lib/*'
+#                                        (PgJDBC, kafka-clients, Hibernate, Spring Data)
 #   DIR/node/clients.js                  with its node_modules (npm ci)
 #   DIR/go/clients                       the pgx program
 #
@@ -34,10 +36,10 @@ for cmd in java mvn node npm "$go" sha256sum flock; do
 	command -v "$cmd" >/dev/null || die "$cmd not found (scripts/lib.sh installs what the client test needs)"
 done
 
+mapfile -t java_sources < <(find "$here/java/src" -name '*.java' | LC_ALL=C sort)
 sources=(
 	"$here/build.sh"
-	"$here/java/pom.xml"
-	"$here"/java/src/main/java/inboxoutbox/clients/*.java
+	"$here/java/pom.xml" "${java_sources[@]}"
 	"$here/node/package.json" "$here/node/package-lock.json" "$here/node/clients.js"
 	"$here/go/go.mod" "$here/go/go.sum" "$here"/go/*.go
 )
