@@ -79,7 +79,7 @@ my @typeorm = ('node', "$bin/typeorm/dist/clients.js");
 my @runs = (
 	[ 'Django', [ @django, 'publish', @db, '--topic', $topic ], 17, 4 ],
 	[ 'Django, server-side binding', [ @django, 'find', @db, '--server-side-binding' ], 11, 0 ],
-	[ 'Hibernate', [ @java, 'hibernate-publish', '--jdbc', $jdbc, '--topic', $topic ], 17, 4 ],
+	[ 'Hibernate', [ @java, 'hibernate-publish', '--jdbc', $jdbc, '--topic', $topic ], 19, 4 ],
 	[ 'TypeORM', [ @typeorm, 'publish', '--dsn', $dsn, '--topic', $topic ], 11, 4 ],);
 my @published;
 foreach my $run (@runs)

@@ -32,6 +32,11 @@ public class Account {
         this.name = name;
     }
 
+    public Account(String id, String name) {
+        this.id = id;
+        this.name = name;
+    }
+
     public String getId() {
         return id;
     }

@@ -20,6 +20,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 
+import jakarta.persistence.EntityExistsException;
+
 import org.hibernate.Session;
 import org.hibernate.SessionFactory;
 import org.hibernate.cfg.AvailableSettings;
@@ -66,6 +68,7 @@ public final class HibernateClients {
             c.persistOutbox(topic, account);
             c.springData(topic);
             c.rolledBack(topic);
+            c.assignedIdentity();
             c.sessionFactory.inTransaction(c::keysAsStrings);
             c.sessionFactory.inTransaction(c::keysAsUuids);
             c.sessionFactory.inTransaction(c::claimTwice);
@@ -165,8 +168,30 @@ public final class HibernateClients {
                     accounts.findAllById(List.of(ids[1].toLowerCase())).stream()
                             .map(Account::getName).toList(),
                     List.of("dora"));
+            String failure = "no error";
+            try {
+                new JpaRepositoryFactory(session).getRepository(UncastRepository.class)
+                        .publish(topic, "spring-data-uncast", "never sent");
+            } catch (ClassCastException e) {
+                failure = e.getClass().getName();
+            }
+            report.check("Spring Data: a ulid result of a native query is no String",
+                    failure, "java.lang.ClassCastException");
             session.getTransaction().setRollbackOnly();
         });
+    }
+
+    /* An entity whose IDENTITY key is set is taken for a detached one. */
+    private void assignedIdentity() {
+        String failure = "persisted";
+        try {
+            sessionFactory.inTransaction(session ->
+                    session.persist(new Account("01GV5PA9EQG7D82Q3Y4PKBZT00", "erin")));
+        } catch (EntityExistsException e) {
+            failure = e.getMessage();
+        }
+        report.check("Hibernate: persist refuses an Account whose IDENTITY key is set", failure,
+                "detached entity passed to persist: " + Account.class.getName());
     }
 
     /* A transaction that rolls back publishes nothing and changes nothing. */
