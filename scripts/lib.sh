@@ -76,14 +76,16 @@ ensure_packages() {
 	export PATH="$PG_BINDIR:$PATH"
 }
 
-# psycopg 3 and SQLAlchemy 2 for test/t/060_clients_python.pl, in a venv
-# of Debian's python3 that every user can run (Debian's SQLAlchemy is 1.4).
+# psycopg 3 and SQLAlchemy 2 for test/t/060_clients_python.pl, and Django
+# 5.2 for test/t/063_clients_orms.pl, in a venv of Debian's python3 that
+# every user can run (Debian's SQLAlchemy is 1.4, its Django 3.2).
 PY_VENV=/opt/inbox_outbox-py
-PY_CLIENT_PACKAGES=('psycopg[binary]>=3.1,<4' 'SQLAlchemy>=2,<3')
+PY_CLIENT_PACKAGES=('psycopg[binary]>=3.1,<4' 'SQLAlchemy>=2,<3' 'Django>=5.2,<6')
 
 ensure_python_clients() {
 	if [ "$(readlink -f "$PY_VENV/bin/python")" != "$(readlink -f /usr/bin/python3)" ] ||
-		! "$PY_VENV/bin/python" -c 'import psycopg, sqlalchemy, sys; sys.exit(sqlalchemy.__version__[0] != "2")' 2>/dev/null; then
+		! "$PY_VENV/bin/python" -c 'import django, psycopg, sqlalchemy, sys
+sys.exit(sqlalchemy.__version__[0] != "2" or django.VERSION[:2] < (5, 2))' 2>/dev/null; then
 		log "installing ${PY_CLIENT_PACKAGES[*]} into $PY_VENV"
 		as_root rm -rf "$PY_VENV"
 		as_root /usr/bin/python3 -m venv "$PY_VENV"

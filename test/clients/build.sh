@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 #
 # build.sh - builds the Java, Node and Go programs that
-# test/t/061_clients_jvm_node_go.pl runs, once, into a cache outside the
-# source tree, and prints the directory that holds them:
+# test/t/061_clients_jvm_node_go.pl and test/t/063_clients_orms.pl run,
+# once, into a cache outside the source tree, and prints the directory
+# that holds them:
 #
 #   DIR/java/clients.jar DIR/java/lib/   java -cp 'DIR/java/clients.jar:DIR/java/lib/*'
+#                                        (PgJDBC, kafka-clients, Hibernate, Spring Data)
 #   DIR/node/clients.js                  with its node_modules (npm ci)
+#   DIR/typeorm/dist/clients.js          the TypeORM program, compiled by tsc
 #   DIR/go/clients                       the pgx program
 #
 # The directory is named for a digest of the programs' sources, this script
@@ -34,11 +37,13 @@ for cmd in java mvn node npm "$go" sha256sum flock; do
 	command -v "$cmd" >/dev/null || die "$cmd not found (scripts/lib.sh installs what the client test needs)"
 done
 
+mapfile -t java_sources < <(find "$here/java/src" -name '*.java' | LC_ALL=C sort)
 sources=(
 	"$here/build.sh"
-	"$here/java/pom.xml"
-	"$here"/java/src/main/java/inboxoutbox/clients/*.java
+	"$here/java/pom.xml" "${java_sources[@]}"
 	"$here/node/package.json" "$here/node/package-lock.json" "$here/node/clients.js"
+	"$here/typeorm/package.json" "$here/typeorm/package-lock.json" "$here/typeorm/tsconfig.json"
+	"$here"/typeorm/src/*.ts
 	"$here/go/go.mod" "$here/go/go.sum" "$here"/go/*.go
 )
 digest=$(
@@ -68,7 +73,7 @@ if [[ ! -d $dir ]]; then
 		tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 		trap 'rm -rf "$tmp"' EXIT
 		log "building the client programs into $dir"
-		mkdir -p "$tmp/src" "$tmp/java" "$tmp/node" "$tmp/go"
+		mkdir -p "$tmp/src" "$tmp/java" "$tmp/node" "$tmp/typeorm" "$tmp/go"
 
 		cp -R "$here/java" "$tmp/src/java"
 		step maven mvn -q -B -Dstyle.color=never -f "$tmp/src/java/pom.xml" package
@@ -77,6 +82,12 @@ if [[ ! -d $dir ]]; then
 		cp "$here/node/package.json" "$here/node/package-lock.json" "$here/node/clients.js" "$tmp/node/"
 		step npm npm ci --prefix "$tmp/node" --ignore-scripts --no-audit --no-fund \
 			--no-update-notifier --loglevel=error
+
+		cp -R "$here/typeorm/package.json" "$here/typeorm/package-lock.json" \
+			"$here/typeorm/tsconfig.json" "$here/typeorm/src" "$tmp/typeorm/"
+		step npm-typeorm npm ci --prefix "$tmp/typeorm" --ignore-scripts --no-audit --no-fund \
+			--no-update-notifier --loglevel=error
+		step tsc "$tmp/typeorm/node_modules/.bin/tsc" -p "$tmp/typeorm"
 
 		cp -R "$here/go" "$tmp/src/go"
 		step go env GOTOOLCHAIN=local GOFLAGS=-mod=readonly \

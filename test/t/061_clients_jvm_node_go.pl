@@ -20,36 +20,19 @@ use warnings;
 
 use Encode qw(encode_utf8);
 use File::Find;
-use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use InboxOutbox::Clients;
 use InboxOutbox::Kafka;
 use InboxOutbox::Relay;
 
 my $clients = "$ENV{TESTDIR}/test/clients";
 my $topic = 'clients';
 
-# Runs a command with a time limit: (exit status was 0, stdout).  Its
-# stderr goes to the test's diagnostics when it fails.
-sub run_program
-{
-	my ($what, $timeout, @cmd) = @_;
-	my ($out, $err) = ('', '');
-	my $ok = eval {
-		IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err,
-			IPC::Run::timeout($timeout));
-	};
-	$err .= $@ if $@;
-	ok($ok, "$what ran without an error") or diag($err);
-	return ($ok, $out);
-}
-
-my ($built, $bin) = run_program('test/clients/build.sh', 900, 'bash', "$clients/build.sh");
-chomp $bin;
-die 'the client programs could not be built' unless $built && -d $bin;
+my $bin = client_programs();
 
 my $kafka = InboxOutbox::Kafka->new(name => 'clients_jvm_node_go');
 $kafka->create_topic($topic, 3);
@@ -81,7 +64,7 @@ my @languages = qw(java node go);
 my @published;
 foreach my $lang (@languages)
 {
-	my ($ok, $out) = run_program("the $lang publish program", 180,
+	my ($ok, $out) = run_client("the $lang publish program", 180,
 		@{ $program{$lang} }, '--topic', $topic);
 	my $report = JSON::PP->new->decode($ok ? $out : '{"checks": [], "published": []}');
 	is_deeply($_->[1], $_->[2], $_->[0]) foreach @{ $report->{checks} };
@@ -95,7 +78,7 @@ foreach my $lang (@languages)
 wait_outbox_empty($node, 'postgres', 'the clients\' events');
 
 # The topic, as kafka-clients reads it.
-my ($read, $lines) = run_program('the KafkaConsumer reader', 120,
+my ($read, $lines) = run_client('the KafkaConsumer reader', 120,
 	@java, 'read', '--bootstrap', $kafka->bootstrap, '--topic', $topic);
 my @records = map { JSON::PP->new->decode($_) } split /\n/, $lines;
 is(scalar @records, scalar @published, 'one record per event');
@@ -135,7 +118,7 @@ my %claim = (
 		@event_ids ],);
 foreach my $lang (@languages)
 {
-	my ($ok, $out) = run_program("the $lang consumer", 120, @{ $claim{$lang} });
+	my ($ok, $out) = run_client("the $lang consumer", 120, @{ $claim{$lang} });
 	my $claims = JSON::PP->new->decode($ok ? $out : '{"claims": []}')->{claims};
 	is_deeply([ sort map { $_->[0] } @$claims ],
 		[ sort map { $_->{id} } @published ], "$lang: every event was claimed");
@@ -147,25 +130,16 @@ is( $node->safe_psql('postgres',
 	join("\n", map { "$_|" . scalar @published } sort @languages),
 	'each consumer applied each event once');
 
-# What docs/clients.md shows of these programs is what they run.
-my $docs = slurp_file("$ENV{TESTDIR}/docs/clients.md");
+# What docs/clients.md shows of these programs is what they run (the
+# Hibernate ones are 063_clients_orms.pl's).
 my @sources;
-find(sub { push @sources, $File::Find::name if /\.(java|js|go)$/ && $File::Find::name !~ m{/node_modules/} },
+find(
+	sub {
+		push @sources, $File::Find::name
+		  if /\.(java|js|go)$/ && $File::Find::name !~ m{/node_modules/|/hibernate/};
+	},
 	map { "$clients/$_" } qw(java/src node go));
-my $blocks = 0;
-foreach my $file (sort @sources)
-{
-	my $text = slurp_file($file);
-	while ($text =~ m{^[ \t]*// docs: begin (\S+)\n(.*?)^[ \t]*// docs: end \1\n}msg)
-	{
-		my ($name, $block) = ($1, $2);
-		my ($indent) = sort { length $a <=> length $b } $block =~ /^([ \t]*)\S/mg;
-		$block =~ s/^\Q$indent\E//mg;
-		ok(index($docs, $block) >= 0, "docs/clients.md shows $name as the test runs it")
-		  or diag("not found in docs/clients.md:\n$block");
-		$blocks++;
-	}
-}
-cmp_ok($blocks, '>=', 15, 'the programs mark the blocks docs/clients.md shows');
+cmp_ok(docs_show_blocks(@sources), '>=', 15,
+	'the programs mark the blocks docs/clients.md shows');
 
 done_testing();

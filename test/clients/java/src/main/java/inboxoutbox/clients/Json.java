@@ -9,18 +9,18 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 
-final class Json {
+public final class Json {
     private Json() {
     }
 
-    static String write(Object value) {
+    public static String write(Object value) {
         StringBuilder out = new StringBuilder();
         append(out, value);
         return out.toString();
     }
 
     /** Bytes as lower-case hex; null stays null. */
-    static String hex(byte[] bytes) {
+    public static String hex(byte[] bytes) {
         if (bytes == null) {
             return null;
         }

@@ -6,6 +6,10 @@
  *   read --bootstrap B --topic T          every record of T, one JSON line each
  *   claim --jdbc URL --bootstrap B --topic T --consumer NAME
  *                                         claim each record's event_id (JSON)
+ *   hibernate-publish --jdbc URL --topic T
+ *                                         the same through Hibernate ORM
+ *   hibernate-claim --jdbc URL --consumer NAME EVENT_ID...
+ *                                         claim the ids through Hibernate (JSON)
  *
  * read prints per record: partition, offset, timestamp (ms),
  * timestamp_type, key_hex, value_hex (null for null) and headers, a list of
@@ -23,20 +27,26 @@ import java.util.Map;
 
 import org.apache.kafka.common.header.Header;
 
+import inboxoutbox.clients.hibernate.HibernateClients;
+
 public final class Main {
     private Main() {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length == 0 || args.length % 2 == 0) {
+        if (args.length == 0) {
             usage();
         }
         Map<String, String> opts = new HashMap<>();
-        for (int i = 1; i < args.length; i += 2) {
+        List<String> rest = new ArrayList<>();
+        for (int i = 1; i < args.length; i++) {
             if (!args[i].startsWith("--")) {
+                rest.add(args[i]);
+            } else if (i + 1 < args.length) {
+                opts.put(args[i].substring(2), args[++i]);
+            } else {
                 usage();
             }
-            opts.put(args[i].substring(2), args[i + 1]);
         }
         switch (args[0]) {
             case "publish" -> System.out.println(
@@ -44,6 +54,10 @@ public final class Main {
             case "read" -> read(need(opts, "bootstrap"), need(opts, "topic"));
             case "claim" -> System.out.println(InboxConsumer.run(need(opts, "jdbc"),
                     need(opts, "bootstrap"), need(opts, "topic"), need(opts, "consumer")));
+            case "hibernate-publish" -> System.out.println(
+                    HibernateClients.publish(need(opts, "jdbc"), need(opts, "topic")));
+            case "hibernate-claim" -> System.out.println(
+                    HibernateClients.claim(need(opts, "jdbc"), need(opts, "consumer"), rest));
             default -> usage();
         }
     }
@@ -77,7 +91,9 @@ public final class Main {
     private static void usage() {
         System.err.println("usage: Main publish --jdbc URL --topic T"
                 + " | read --bootstrap B --topic T"
-                + " | claim --jdbc URL --bootstrap B --topic T --consumer NAME");
+                + " | claim --jdbc URL --bootstrap B --topic T --consumer NAME"
+                + " | hibernate-publish --jdbc URL --topic T"
+                + " | hibernate-claim --jdbc URL --consumer NAME EVENT_ID...");
         System.exit(2);
     }
 }

@@ -1,0 +1,1 @@
+"""The Django app of the client test: fields for ulid columns and the models."""
