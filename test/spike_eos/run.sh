@@ -28,4 +28,9 @@ for cmd in record fence abort destroy recover latency outage stall; do
 	"$here/spike_eos" "$bootstrap" "$cmd" 2>>"$dir/librdkafka.log" || rc=1
 	echo
 done
+
+# "latency" once more with librdkafka's transaction debug log, which lets it
+# count the coordinator's CONCURRENT_TRANSACTIONS answers
+echo "latency again, with SPIKE_DEBUG=eos (debug log in $dir/librdkafka-eos-debug.log)"
+SPIKE_DEBUG=eos "$here/spike_eos" "$bootstrap" latency 2>"$dir/librdkafka-eos-debug.log" || rc=1
 exit $rc

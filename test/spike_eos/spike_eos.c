@@ -20,7 +20,8 @@
  *	 recover  finding one relay's last committed progress record in a
  *			  compacted topic that other relays write too
  *	 latency  cost of a transaction at batch sizes 1, 100 and 5000, side by
- *			  side with the idempotent producer the relay uses today
+ *			  side with the idempotent producer the relay uses today; then
+ *			  transactions back to back, and with a pause after each commit
  *	 outage   the broker stopped and started inside a transaction
  *	 stall    the producer stopped longer than transaction.timeout.ms
  *
@@ -167,6 +168,22 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	printf("  [%s] error_cb: %s: %s\n", p->who, rd_kafka_err2name(err), reason);
 }
 
+/*
+ * With SPIKE_DEBUG set, librdkafka's debug lines go to stderr, and the
+ * coordinator's CONCURRENT_TRANSACTIONS answers to AddPartitionsToTxn are
+ * counted, so that "latency" can say how many slow rounds they explain.
+ */
+static volatile int concurrent_answers;
+
+static void
+log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	if (strstr(buf, "AddPartitionsToTxn response") &&
+		strstr(buf, "another concurrent operation"))
+		__sync_fetch_and_add(&concurrent_answers, 1);
+	fprintf(stderr, "%%%d|%s|%s| %s\n", level, rd_kafka_name(rk), fac, buf);
+}
+
 static void
 set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
@@ -200,7 +217,10 @@ producer_new(const char *who, const char *txid, const char **extra)
 	for (; extra && extra[0]; extra += 2)
 		set(conf, extra[0], extra[1]);
 	if (getenv("SPIKE_DEBUG"))
+	{
 		set(conf, "debug", getenv("SPIKE_DEBUG"));	/* e.g. eos,protocol */
+		rd_kafka_conf_set_log_cb(conf, log_cb);
+	}
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
@@ -473,7 +493,7 @@ values(const char *isolation, const char *topic, int32_t part)
  * leading bytes it shares with the one before, then its other bytes.
  */
 #define PROGRESS_MAGIC		"IOXP"
-#define PROGRESS_HEADER		(4 + 1 + 1 + 8 + 4 + 8 + 4)
+#define PROGRESS_HEADER		(4 + 1 + 1 + 8 + 4 + 8 + 8 + 4)
 #define PROGRESS_MAX_PER_ID 17
 
 static void
@@ -500,7 +520,7 @@ compare_ids(const void *a, const void *b)
 }
 
 static size_t
-progress_encode(unsigned char *out, uint64_t sysid, uint32_t dboid,
+progress_encode(unsigned char *out, uint64_t sysid, uint32_t dboid, uint64_t writer,
 				uint64_t round, unsigned char (*ids)[16], uint32_t n)
 {
 	unsigned char *p = out;
@@ -511,8 +531,9 @@ progress_encode(unsigned char *out, uint64_t sysid, uint32_t dboid,
 	p[5] = 0;					/* flags */
 	put_be(p + 6, sysid, 8);
 	put_be(p + 14, dboid, 4);
-	put_be(p + 18, round, 8);
-	put_be(p + 26, n, 4);
+	put_be(p + 18, writer, 8);
+	put_be(p + 26, round, 8);
+	put_be(p + 34, n, 4);
 	p += PROGRESS_HEADER;
 	for (uint32_t i = 0; i < n; i++)
 	{
@@ -537,7 +558,7 @@ progress_decode(const unsigned char *in, size_t len, unsigned char (*ids)[16], u
 
 	if (len < PROGRESS_HEADER || memcmp(in, PROGRESS_MAGIC, 4) != 0 || in[4] != 1)
 		return -1;
-	n = get_be(in + 26, 4);
+	n = get_be(in + 34, 4);
 	if (n > room)
 		return -1;
 	for (uint32_t i = 0; i < n; i++)
@@ -605,7 +626,7 @@ cmd_record(void)
 
 			make_ids(ids, n, patterns[k]);
 			memcpy(copy, ids, 16 * n);
-			len = progress_encode(buf, 7400000000000000001ULL, 16384, 42, ids, n);
+			len = progress_encode(buf, 7400000000000000001ULL, 16384, 0x1234, 42, ids, n);
 			check(progress_decode(buf, len, back, 60000) == n &&
 				  memcmp(back, copy, 16 * n) == 0,
 				  "%d ids (%s) decode to what was encoded", n,
@@ -621,13 +642,13 @@ cmd_record(void)
 		for (int j = 0; j < 16; j++)
 			ids[i][j] = random() & 0xff;
 	result("5000 random ids: %zu bytes",
-		   progress_encode(buf, 1, 1, 1, ids, 5000));
+		   progress_encode(buf, 1, 1, 1, 1, ids, 5000));
 	bound = (1000000 - 1024 - PROGRESS_HEADER) / PROGRESS_MAX_PER_ID;
 	result("ids per record in the worst case within message.max.bytes 1000000 less 1 kB: %d", bound);
 	make_ids(ids, bound, 1);
 	for (int i = 0; i < bound; i++)
 		memset(ids[i] + 6, i & 1 ? 0x00 : 0xff, 10);	/* shares only the time */
-	check(progress_encode(buf, 1, 1, 1, ids, bound) <= 1000000 - 1024,
+	check(progress_encode(buf, 1, 1, 1, 1, ids, bound) <= 1000000 - 1024,
 		  "%d ids fit in the bound", bound);
 }
 
@@ -1282,7 +1303,7 @@ cmd_latency(void)
 				if (mode)
 				{
 					make_ids(ids, n, n);
-					record_len = progress_encode(record, 1, 1, round_no, ids, n);
+					record_len = progress_encode(record, 1, 1, 1, round_no, ids, n);
 					if (produce(p, progress, 0, txid, record, record_len, -1))
 						die("produce progress record");
 				}
@@ -1351,6 +1372,7 @@ cmd_latency(void)
 			double	   *took = calloc(rounds, sizeof(double));
 			double	   *receipt = calloc(rounds, sizeof(double));
 			int			first = round_no;
+			int			answers_before = concurrent_answers;
 			double		t_begin = now_ms(),
 						elapsed;
 
@@ -1377,7 +1399,7 @@ cmd_latency(void)
 				{
 					make_ids(ids, n, n);
 					if (produce(p, progress, 0, txid, record,
-								progress_encode(record, 1, 1, round_no, ids, n), -1))
+								progress_encode(record, 1, 1, 1, round_no, ids, n), -1))
 						die("produce progress record");
 				}
 				if (!wait_reports(p, 60000) || p->failed)
@@ -1404,6 +1426,9 @@ cmd_latency(void)
 					slow += took[r] >= 20;
 				result("%s: %d of %d rounds took 20 ms or more",
 					   mode ? "exactly-once" : "at-least-once", slow, rounds);
+				if (getenv("SPIKE_DEBUG") && mode)
+					result("exactly-once: %d CONCURRENT_TRANSACTIONS answers to AddPartitionsToTxn",
+						   concurrent_answers - answers_before);
 			}
 			summary(mode ? "exactly-once: round, begin to commit returned"
 					: "at-least-once: round, produce to last report", took, rounds);
