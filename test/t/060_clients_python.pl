@@ -5,7 +5,8 @@
 # as node-postgres sends a Buffer, are published unchanged when they are
 # UTF-8 and refused with a hint that names bytea otherwise.  The events they commit reach Kafka
 # with their keys, payload bytes, headers and event ids, and a Kafka
-# timestamp that is created_at truncated to the millisecond.
+# timestamp that is created_at truncated to the millisecond, as Kafka's Java
+# consumer reads them.
 #
 # The interpreter is the one scripts/lib.sh installs
 # (INBOX_OUTBOX_PYTHON, default /opt/inbox_outbox-py/bin/python); without
@@ -18,6 +19,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use Encode qw(encode_utf8);
+
+use InboxOutbox::Clients;
 use InboxOutbox::Kafka;
 use InboxOutbox::Relay;
 
@@ -47,19 +51,36 @@ cmp_ok(scalar @{ $report->{checks} }, '>=', 20, 'every check was reported');
 my @published = @{ $report->{published} };
 is(scalar @published, 9, 'nine events were published');
 wait_outbox_empty($node, 'postgres', 'the Python clients\' events');
-my $messages = $kafka->consume('clients', min => scalar @published);
-is(scalar @$messages, scalar @published, 'one message per event');
-my %by_id = map { ($_->{headers}{event_id} // '') => $_ } @$messages;
+
+# The topic, as Kafka's Java consumer (read_committed) reads it: the
+# reader of test/clients/java.
+my $bin = client_programs();
+my ($read, $lines) = run_client('the KafkaConsumer reader', 120,
+	'java', '-XX:TieredStopAtLevel=1',
+	'-cp', "$bin/java/clients.jar:$bin/java/lib/*", 'inboxoutbox.clients.Main',
+	'read', '--bootstrap', $kafka->bootstrap, '--topic', 'clients');
+my @records = map { JSON::PP->new->decode($_) } split /\n/, $lines;
+is(scalar @records, scalar @published, 'one message per event');
+my %by_id;
+foreach my $r (@records)
+{
+	my %headers = map { $_->[0] => pack('H*', $_->[1]) } @{ $r->{headers} };
+	$r->{header_values} = \%headers;
+	$by_id{ $headers{event_id} // '' } = $r;
+}
 foreach my $e (@published)
 {
-	my $m = $by_id{ $e->{id} };
-	ok($m, "$e->{how}: in Kafka under its event_id") or next;
-	is($m->{key}, $e->{key}, "$e->{how}: key");
-	is(unpack('H*', $m->{value}), $e->{payload_hex}, "$e->{how}: payload bytes");
-	my %user_headers = %{ $m->{headers} };
+	my $r = $by_id{ $e->{id} };
+	ok($r, "$e->{how}: in Kafka under its event_id") or next;
+	is($r->{key_hex}, unpack('H*', encode_utf8($e->{key})), "$e->{how}: key");
+	is($r->{value_hex}, $e->{payload_hex}, "$e->{how}: payload bytes");
+	my %user_headers = %{ $r->{header_values} };
 	delete $user_headers{event_id};
-	is_deeply(\%user_headers, $e->{headers}, "$e->{how}: headers");
-	is($m->{timestamp}, int($e->{created_us} / 1000),
+	is_deeply(\%user_headers,
+		{ map { $_ => encode_utf8($e->{headers}{$_}) } keys %{ $e->{headers} } },
+		"$e->{how}: headers");
+	is_deeply([ $r->{timestamp_type}, $r->{timestamp} ],
+		[ 'CreateTime', int($e->{created_us} / 1000) ],
 		"$e->{how}: timestamp is created_at truncated to the millisecond");
 }
 my ($late) = grep { $_->{key} eq 'orm-late' } @published;
