@@ -238,7 +238,7 @@ exit_unless_extension(uint32 generation)
 	if (OidIsValid(outbox))
 		LockRelationOid(outbox, AccessShareLock);
 
-	if (OidIsValid(get_extension_oid("inbox_outbox", true)) &&
+	if (relay_store_extension_exists() &&
 		OidIsValid(get_namespace_oid("inbox_outbox", true)))
 		return;
 
@@ -292,7 +292,7 @@ relay_extension_dropped(bool woken)
 	relay.extension_check_pending = false;
 	relay.last_extension_check = now;
 	StartTransactionCommand();
-	relay.extension_dropped = !OidIsValid(get_extension_oid("inbox_outbox", true));
+	relay.extension_dropped = !relay_store_extension_exists();
 	CommitTransactionCommand();
 	return relay.extension_dropped;
 }

@@ -33,6 +33,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -512,6 +513,32 @@ relay_store_prepared_exist(void)
 			 SPI_result_code_string(ret));
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Whether the extension is installed, read from pg_extension itself with a
+ * new catalog snapshot rather than through a cache: a relay woken by the
+ * commit of DROP EXTENSION is woken before that commit sends its
+ * invalidations (transaction callbacks run first), and PostgreSQL 18's
+ * get_extension_oid() answers from the system cache, which would still
+ * hold the extension.  Run in the caller's transaction.
+ */
+bool
+relay_store_extension_exists(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		exists;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("inbox_outbox"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	exists = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return exists;
 }
 
 /*

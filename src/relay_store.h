@@ -70,6 +70,7 @@ extern int	relay_store_fetch(MemoryContext cxt, const pg_ulid *from,
 							  RelayRow **rows_out, int64 *next_retry_ms,
 							  RelayRead *read);
 extern bool relay_store_prepared_exist(void);
+extern bool relay_store_extension_exists(void);
 extern TransactionId relay_store_floor_trigger_version(Oid outbox);
 extern int	relay_store_choose(RelayRow **rows, int n, bool *isolated);
 extern void relay_store_record(RelayRow *rows, const KafkaResult *results,
