@@ -72,7 +72,7 @@ for my $i (1 .. 3)
 	my $pid = relay_pid($node);
 	kill 'KILL', $pid;
 	my $t0 = time();
-	$node->poll_query_until('postgres', qq{
+	poll_through_restart($node, 'postgres', qq{
 		SELECT pid IS NOT NULL AND pid <> $pid AND state <> 'starting'
 		FROM inbox_outbox.relay_status})
 	  or die 'relay did not come back';

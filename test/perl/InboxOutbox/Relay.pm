@@ -11,6 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(relay_node wait_relay_running wait_outbox_empty relay_pid
+  poll_through_restart
   first_arrivals kafka_partition);
 
 # A started node with the library preloaded, the extension created and
@@ -35,6 +36,24 @@ log_min_messages = info
 	  unless $opts{no_extension};
 	wait_relay_running($node) unless $opts{no_extension};
 	return $node;
+}
+
+# poll_query_until across the restart of every backend that a SIGKILLed
+# relay causes: a psql started just then can exit before it reads its
+# query, and IPC::Run dies writing it ("Broken pipe").  That is retried
+# until $timeout seconds (default 180) have passed.
+sub poll_through_restart
+{
+	my ($node, $db, $query, $timeout) = @_;
+	my $deadline = time() + ($timeout // 180);
+	while (time() < $deadline)
+	{
+		my $done = eval { $node->poll_query_until($db, $query) };
+		return 1 if $done;
+		die $@ if $@ && $@ !~ /Broken pipe/;
+		select(undef, undef, undef, 0.2);
+	}
+	return 0;
 }
 
 sub relay_pid
