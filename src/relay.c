@@ -233,14 +233,17 @@ exit_unless_extension(uint32 generation)
 	 * A DROP EXTENSION that commits while the relay reads holds the outbox
 	 * until then: wait for it here, where the catalog is looked at once it
 	 * is over, rather than in the read, which would fail on a table that is
-	 * gone.
+	 * gone.  Taking the lock accepts the invalidations of a drop that has
+	 * committed, so the caches are current; without an outbox there is no
+	 * extension (or it is being dropped) and nothing to read.  Every round
+	 * comes here: no catalog scan of its own.
 	 */
 	if (OidIsValid(outbox))
+	{
 		LockRelationOid(outbox, AccessShareLock);
-
-	if (relay_store_extension_exists() &&
-		OidIsValid(get_namespace_oid("inbox_outbox", true)))
-		return;
+		if (OidIsValid(get_extension_oid("inbox_outbox", true)))
+			return;
+	}
 
 	relay_end_work();
 
