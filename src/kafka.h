@@ -33,9 +33,64 @@ typedef struct KafkaResult
 	int			err;
 } KafkaResult;
 
+/*
+ * What one step of a transactional call came to (exactly-once mode; see
+ * docs/exactly_once.md, section 7).  Each step blocks at most 100 ms.
+ */
+typedef enum KafkaTxnAnswer
+{
+	KAFKA_TXN_DONE,				/* the call succeeded */
+	KAFKA_TXN_RETRY,			/* retriable (a timeout among them): make the
+								 * same call again, and no other meanwhile */
+	KAFKA_TXN_ABORT,			/* abortable: abort the transaction */
+	KAFKA_TXN_FATAL,			/* fatal, or not classified by librdkafka: the
+								 * outcome is unknown; destroy the producer
+								 * and recover */
+	KAFKA_TXN_FENCED,			/* fatal because another producer took the
+								 * transactional id, or the coordinator
+								 * aborted our transaction for its age */
+	KAFKA_TXN_REFUSED			/* init_transactions refused for good
+								 * (authorization, a transaction timeout the
+								 * brokers refuse, an unsupported broker):
+								 * wait until the settings change */
+} KafkaTxnAnswer;
+
+/*
+ * transactional_id NULL makes the idempotent producer of at-least-once
+ * mode; otherwise a transactional producer with that id (section 11 of
+ * docs/exactly_once.md: no gapless guarantee, message.timeout.ms equal to
+ * transaction.timeout.ms, 60000 unless kafka_config sets it).
+ */
 extern KafkaProducer *kafka_producer_create(const char *brokers,
 											const char *extra_config,
-											const char *client_id);
+											const char *client_id,
+											const char *transactional_id);
+extern bool kafka_is_transactional(KafkaProducer *producer);
+extern int	kafka_transaction_timeout_ms(KafkaProducer *producer);
+
+/* one step each; errbuf gets "NAME: reason" of anything but DONE */
+extern KafkaTxnAnswer kafka_txn_init(KafkaProducer *producer, char *errbuf, size_t len);
+extern KafkaTxnAnswer kafka_txn_begin(KafkaProducer *producer, char *errbuf, size_t len);
+extern KafkaTxnAnswer kafka_txn_commit(KafkaProducer *producer, char *errbuf, size_t len);
+extern KafkaTxnAnswer kafka_txn_abort(KafkaProducer *producer, char *errbuf, size_t len);
+
+/*
+ * Whether producev() answered _STATE in this round: the open transaction
+ * has failed already, and the round must stop producing and abort.
+ */
+extern bool kafka_txn_failed(KafkaProducer *producer);
+
+/*
+ * The progress record of a round: one message to partition 0 of topic.
+ * Its delivery report goes to a slot of its own (kafka_record_result()),
+ * never into the round's results.  Returns false only if librdkafka's
+ * queue is full, like kafka_produce().
+ */
+extern bool kafka_produce_record(KafkaProducer *producer, const char *topic,
+								 const char *key, size_t key_len,
+								 const char *value, size_t value_len);
+/* KAFKA_PENDING until its report; *offset is its offset once delivered */
+extern KafkaResult kafka_record_result(KafkaProducer *producer, int64 *offset);
 extern void kafka_producer_destroy(KafkaProducer *producer, int timeout_ms);
 
 extern void kafka_begin_round(KafkaProducer *producer, KafkaResult *results,
