@@ -580,7 +580,8 @@ COMMENT ON FUNCTION @extschema@.outbox_discard(@extschema@.ulid[]) IS
 --
 
 CREATE FUNCTION inbox_outbox.relay_worker(
-	OUT pid integer, OUT state text, OUT published bigint, OUT failed bigint,
+	OUT pid integer, OUT state text, OUT delivery text,
+	OUT published bigint, OUT failed bigint,
 	OUT dead_lettered bigint, OUT last_error text, OUT last_error_at timestamptz)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'relay_worker'
@@ -590,6 +591,7 @@ CREATE VIEW inbox_outbox.relay_status AS
 SELECT pg_catalog.current_database() AS database,
 	   w.pid,
 	   w.state,
+	   w.delivery,
 	   p.pending,
 	   pg_catalog.now() - p.oldest AS oldest_pending_age,
 	   w.published,
@@ -829,6 +831,27 @@ REVOKE ALL ON FUNCTION @extschema@.outbox_publish(text, text, text, text) FROM P
 REVOKE ALL ON FUNCTION @extschema@.outbox_publish(text, text, jsonb, text) FROM PUBLIC;
 
 --
+-- Exactly-once mode (inbox_outbox.delivery = 'exactly_once'): while its one
+-- row exists, a Kafka transaction of this database's relay may hold rows
+-- that are still in the outbox, and the relay recovers them from the last
+-- committed progress record before it publishes anything (in either mode).
+-- record_offset is the offset of the last record whose rows are deleted.
+-- Not configuration: pg_dump leaves it out, and a copy's relay discards a
+-- row written under another database's transactional id.  See
+-- docs/exactly_once.md.
+--
+
+CREATE TABLE inbox_outbox.relay_progress (
+	single				boolean PRIMARY KEY DEFAULT true CONSTRAINT relay_progress_single CHECK (single),
+	transactional_id	text NOT NULL,
+	topic				text NOT NULL,
+	record_offset		bigint,
+	since				timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE inbox_outbox.relay_progress IS
+	'exactly-once mode: the relay''s transactional id, its progress topic and the last progress record whose events are deleted';
+
+--
 -- What each kind of role needs, in one place: the grant and revoke
 -- functions below read these lists, and docs/security.md prints them.
 -- Objects are held by OID (a regclass or regprocedure constant is resolved
@@ -874,7 +897,8 @@ BEGIN ATOMIC
 		(28, 'relay', 'SELECT, DELETE', 'TABLE', 'inbox_outbox.inbox'::regclass::text),
 		(29, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
 		(30, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
-		(31, 'relay', 'SELECT, INSERT', 'TABLE', 'inbox_outbox.database_identity'::regclass::text)
+		(31, 'relay', 'SELECT, INSERT', 'TABLE', 'inbox_outbox.database_identity'::regclass::text),
+		(32, 'relay', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE', 'inbox_outbox.relay_progress'::regclass::text)
 	) AS p(n, kind, privilege, objtype, name)
 	WHERE p.kind OPERATOR(pg_catalog.=) role_privileges.kind
 	ORDER BY p.n;

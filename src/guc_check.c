@@ -627,3 +627,22 @@ inbox_outbox_check_standby_slots(char **newval, void **extra, GucSource source)
 {
 	return note_refusal(REFUSED_STANDBY_SLOTS, check_standby_slots(newval, extra, source));
 }
+
+/*
+ * inbox_outbox.progress_topic: a Kafka topic name, checked as the outbox
+ * checks the topics of events.
+ */
+bool
+inbox_outbox_check_progress_topic(char **newval, void **extra, GucSource source)
+{
+	const char *detail;
+	const char *problem;
+
+	problem = outbox_topic_problem(*newval, (int) strlen(*newval), &detail);
+	if (problem == NULL)
+		return true;
+	GUC_check_errmsg("invalid value for inbox_outbox.progress_topic: %s", problem);
+	if (detail != NULL)
+		GUC_check_errdetail("%s", detail);
+	return false;
+}

@@ -53,6 +53,14 @@ int			inbox_outbox_retry_backoff = 1000;
 int			inbox_outbox_max_message_bytes = 1000000;
 int			inbox_outbox_shutdown_timeout = 5000;
 int			inbox_outbox_inbox_retention = 7 * 24 * 3600;
+int			inbox_outbox_delivery = DELIVERY_AT_LEAST_ONCE;
+char	   *inbox_outbox_progress_topic = NULL;
+
+static const struct config_enum_entry delivery_options[] = {
+	{"at_least_once", DELIVERY_AT_LEAST_ONCE, false},
+	{"exactly_once", DELIVERY_EXACTLY_ONCE, false},
+	{NULL, 0, false}
+};
 
 static void
 define_parameters(void)
@@ -128,6 +136,28 @@ define_parameters(void)
 							   inbox_outbox_check_standby_slots,
 							   inbox_outbox_assign_standby_slots,
 							   NULL);
+
+	DefineCustomEnumVariable("inbox_outbox.delivery",
+							 "How the relay delivers events to Kafka.",
+							 "at_least_once: each event at least once; exactly_once: in Kafka "
+							 "transactions, each event once for consumers that read committed "
+							 "messages only (see docs/exactly_once.md).",
+							 &inbox_outbox_delivery,
+							 DELIVERY_AT_LEAST_ONCE,
+							 delivery_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("inbox_outbox.progress_topic",
+							   "Kafka topic of the relay's progress records in exactly-once mode.",
+							   "A compacted topic with one partition, which the relay creates if it "
+							   "is missing; every database may share it.",
+							   &inbox_outbox_progress_topic,
+							   "inbox_outbox_progress",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   inbox_outbox_check_progress_topic, NULL, NULL);
 
 	DefineCustomIntVariable("inbox_outbox.batch_size",
 							"Most outbox rows the relay reads and produces in one round.",

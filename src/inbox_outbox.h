@@ -30,6 +30,19 @@ extern int	inbox_outbox_retry_backoff;
 extern int	inbox_outbox_max_message_bytes;
 extern int	inbox_outbox_shutdown_timeout;
 extern int	inbox_outbox_inbox_retention;
+extern int	inbox_outbox_delivery;
+extern char *inbox_outbox_progress_topic;
+
+/* inbox_outbox.delivery */
+typedef enum InboxOutboxDelivery
+{
+	DELIVERY_AT_LEAST_ONCE,
+	DELIVERY_EXACTLY_ONCE
+} InboxOutboxDelivery;
+
+/* Why a Kafka topic name is invalid, or NULL (outbox.c). */
+extern const char *outbox_topic_problem(const char *topic, int len,
+										const char **detail);
 
 extern bool inbox_outbox_check_brokers(char **newval, void **extra,
 									   GucSource source);
@@ -41,6 +54,8 @@ extern bool inbox_outbox_check_relay_role(char **newval, void **extra,
 										  GucSource source);
 extern bool inbox_outbox_check_standby_slots(char **newval, void **extra,
 											 GucSource source);
+extern bool inbox_outbox_check_progress_topic(char **newval, void **extra,
+											  GucSource source);
 
 /* Parameters whose postgresql.conf value was refused at server start. */
 #define REFUSED_BROKERS			0x01

@@ -91,6 +91,12 @@ extern bool kafka_produce_record(KafkaProducer *producer, const char *topic,
 								 const char *value, size_t value_len);
 /* KAFKA_PENDING until its report; *offset is its offset once delivered */
 extern KafkaResult kafka_record_result(KafkaProducer *producer, int64 *offset);
+
+/* Whether the producer's fatal error is that it was fenced. */
+extern bool kafka_fenced(KafkaProducer *producer);
+
+/* Whether a message failed for being too large (producer or broker). */
+extern bool kafka_result_too_large(const KafkaResult *result);
 extern void kafka_producer_destroy(KafkaProducer *producer, int timeout_ms);
 
 extern void kafka_begin_round(KafkaProducer *producer, KafkaResult *results,

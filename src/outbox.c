@@ -69,8 +69,8 @@ static Oid	insert_plan_ulid = InvalidOid;	/* the ulid type insert_plan uses */
  * Why a topic name is invalid, or NULL if Kafka accepts it.  *detail gets a
  * sentence for errdetail.
  */
-static const char *
-topic_problem(const char *topic, int len, const char **detail)
+const char *
+outbox_topic_problem(const char *topic, int len, const char **detail)
 {
 	*detail = NULL;
 	if (len == 0)
@@ -150,7 +150,7 @@ outbox_valid_topic(PG_FUNCTION_ARGS)
 	text	   *topic = PG_GETARG_TEXT_PP(0);
 	const char *detail;
 
-	PG_RETURN_BOOL(topic_problem(VARDATA_ANY(topic), VARSIZE_ANY_EXHDR(topic),
+	PG_RETURN_BOOL(outbox_topic_problem(VARDATA_ANY(topic), VARSIZE_ANY_EXHDR(topic),
 								 &detail) == NULL);
 }
 
@@ -180,7 +180,7 @@ check_topic(text *topic)
 
 	str = VARDATA_ANY(topic);
 	len = VARSIZE_ANY_EXHDR(topic);
-	problem = topic_problem(str, len, &detail);
+	problem = outbox_topic_problem(str, len, &detail);
 	if (problem == NULL)
 		return;
 	if (len == 0)

@@ -71,7 +71,9 @@
 #include <sys/stat.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "common/pg_prng.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "fmgr.h"
@@ -83,6 +85,7 @@
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
@@ -95,7 +98,10 @@
 #include "inbox_outbox.h"
 #include "kafka.h"
 #include "pg_compat.h"
+#include "progress_record.h"
 #include "relay_api.h"
+#include "relay_faults.h"
+#include "relay_progress.h"
 #include "relay_store.h"
 #include "shared_state.h"
 
@@ -106,10 +112,14 @@ PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
 static void relay_api_take(void);
 static bool producer_settings_changed(void);
 static bool producer_settings_accepted(void);
+static bool relay_mode_changed(void);
 pg_noreturn static void relay_wait_until_resolved(RelayState state,
 												  const char *reason,
 												  const char *hint,
 												  bool (*resolved) (void));
+pg_noreturn static void relay_wait_for_change(RelayState state,
+											  const char *reason,
+											  bool (*resolved) (void));
 
 /*
  * The relay process's state.  The relay's side of the database keeps its
@@ -146,6 +156,18 @@ typedef struct Relay
 	TimestampTz last_extension_check;
 	bool		extension_check_pending;
 	bool		extension_dropped;
+
+	/* exactly-once mode (relay_txn.c's part of the story is below) */
+	bool		exactly_once;	/* the producer is transactional */
+	char	   *transactional_id;	/* inbox_outbox-<system id>-<database> */
+	char	   *progress_topic; /* where that producer's records go */
+	int			record_max_ids; /* the most rows a transaction holds */
+	bool		progress_settled;	/* no transaction of ours can be open */
+	uint64		writer;			/* drawn at start, in every record */
+	uint64		txn_round;		/* transactions begun by this process */
+	TimestampTz txn_began;		/* when the open transaction began */
+	TimestampTz last_commit;	/* when the last commit returned */
+	MemoryContext work_context; /* recovery's memory; reset each time */
 } Relay;
 
 static Relay relay;
@@ -163,6 +185,28 @@ static InboxOutboxShared *shared = NULL;
  * fire, and every this many poll intervals.
  */
 #define RELAY_FULL_READ_POLLS	120
+
+/*
+ * Exactly-once mode: a transaction begins no sooner than this after the
+ * previous commit returned, since the coordinator is still completing that
+ * one for a few milliseconds and would answer the next AddPartitionsToTxn
+ * with CONCURRENT_TRANSACTIONS, which librdkafka retries only after 20 ms
+ * (docs/exactly_once.md, section 12).
+ */
+#ifndef RELAY_TXN_PAUSE_MS
+#define RELAY_TXN_PAUSE_MS		3
+#endif
+
+/* How long one attempt at the progress topic may take. */
+#define RELAY_PROGRESS_TIMEOUT_MS	10000
+
+/* How an exactly-once round's Kafka transaction ended. */
+typedef enum TxnEnd
+{
+	TXN_COMMITTED,				/* its rows are in Kafka: delete them */
+	TXN_ABORTED,				/* nothing of it is visible: read them again */
+	TXN_LOST					/* outcome unknown: new producer, recovery */
+} TxnEnd;
 
 static void
 relay_set_state(RelayState state)
@@ -540,11 +584,13 @@ relay_floor_settle(void)
  * false if a failure could not be recorded.
  */
 static bool
-relay_record(RelayRow *rows, int n, bool isolated, const RelayRead *read)
+relay_record(RelayRow *rows, int n, bool isolated, const RelayRead *read,
+			 int64 record_offset)
 {
 	RelayTally	tally;
 
-	relay_store_record(rows, relay.results, n, isolated, relay.round_context, &tally);
+	relay_store_record(rows, relay.results, n, isolated, record_offset,
+					   relay.round_context, &tally);
 	relay_set_floor(read, &tally);
 	relay_count(tally.published, tally.failed, tally.dead_lettered);
 	if (tally.last_failure[0] != '\0')
@@ -599,6 +645,14 @@ relay_wait_until_resolved(RelayState state, const char *reason,
 			errmsg("inbox_outbox relay for database \"%s\" cannot work: %s",
 				   relay.database_name, reason),
 			errhint("%s", hint));
+	relay_wait_for_change(state, reason, resolved);
+}
+
+/* relay_wait_until_resolved() without the LOG line. */
+static void
+relay_wait_for_change(RelayState state, const char *reason,
+					  bool (*resolved) (void))
+{
 	relay_record_error(reason);
 	relay_set_state(state);
 
@@ -701,7 +755,7 @@ producer_settings_or_file_changed(void)
  * restarting over and over.  Other errors are raised as usual.
  */
 static void
-relay_create_producer(void)
+relay_create_producer(const char *transactional_id)
 {
 	char	   *client_id = psprintf("inbox_outbox-%s", relay.database_name);
 	MemoryContext oldcontext = CurrentMemoryContext;
@@ -716,7 +770,8 @@ relay_create_producer(void)
 
 	PG_TRY();
 	{
-		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config, client_id);
+		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config,
+											   client_id, transactional_id);
 	}
 	PG_CATCH();
 	{
@@ -741,13 +796,15 @@ relay_create_producer(void)
 								  "Correct inbox_outbox.kafka_config, inbox_outbox.brokers or the file it names; the relay tries again when one of them changes.",
 								  producer_settings_or_file_changed);
 	}
+	relay.exactly_once = transactional_id != NULL;
 }
 
 /*
- * A new broker list or producer configuration means a new producer.  It is
- * made between rounds, when nothing is in flight, so no row is lost or sent
- * twice; only a round stuck on unreachable brokers is abandoned for it (see
- * relay_produce).
+ * A new broker list or producer configuration means a new producer, and so
+ * does a new delivery mode or progress topic.  It is made between rounds,
+ * when nothing is in flight and no Kafka transaction is open, so no row is
+ * lost or sent twice; only a round stuck on unreachable brokers is
+ * abandoned for it (see relay_produce).
  */
 static void
 relay_reconnect_if_changed(void)
@@ -759,6 +816,709 @@ relay_reconnect_if_changed(void)
 		kafka_producer_destroy(relay.producer, 1000);
 		relay.producer = NULL;
 	}
+	else if (relay.producer != NULL && relay_mode_changed())
+	{
+		ereport(LOG,
+				errmsg("inbox_outbox relay for database \"%s\" switches to %s delivery",
+					   relay.database_name,
+					   *relay_api->delivery == DELIVERY_EXACTLY_ONCE ?
+					   "exactly-once" : "at-least-once"));
+		kafka_producer_destroy(relay.producer, 1000);
+		relay.producer = NULL;
+	}
+}
+
+/*
+ * Whether inbox_outbox.delivery or, in exactly-once mode,
+ * inbox_outbox.progress_topic differ from what the producer was made for.
+ */
+static bool
+relay_mode_changed(void)
+{
+	bool		want = *relay_api->delivery == DELIVERY_EXACTLY_ONCE;
+
+	return want != relay.exactly_once ||
+		(want && strcmp(relay.progress_topic, *relay_api->progress_topic) != 0);
+}
+
+/* For relay_wait_for_change(): any setting the producer depends on. */
+static bool
+relay_kafka_settings_changed(void)
+{
+	return producer_settings_or_file_changed() || relay_mode_changed();
+}
+
+/*
+ * Between two steps of a transactional call: see a stop, a reload and the
+ * death of the postmaster.
+ */
+static void
+relay_txn_step_checks(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+	relay_process_reload();
+}
+
+/* Make the WAL of the relay's own commits durable (see relay_produce_txn()). */
+static void
+relay_flush_own_commits(void)
+{
+	if (!XLogRecPtrIsInvalid(XactLastCommitEnd))
+		XLogFlush(XactLastCommitEnd);
+}
+
+/*
+ * Another producer took the relay's transactional id: a promoted standby,
+ * a second primary, a copy of the data directory.  Stop publishing, and do
+ * not take the id back (init_transactions() would fence the other relay in
+ * turn), until the relay is restarted or a Kafka setting changes.
+ */
+pg_noreturn static void
+relay_fenced(const char *error)
+{
+	kafka_producer_destroy(relay.producer, 0);
+	relay.producer = NULL;
+	ereport(WARNING,
+			errmsg("inbox_outbox relay for database \"%s\" stops: another relay publishes for this database with transactional id \"%s\"",
+				   relay.database_name, relay.transactional_id),
+			errdetail("Kafka fenced this relay: %s", error),
+			errhint("After a failover, stop the old primary; with a copy of the data directory, leave the copy's database out of inbox_outbox.databases.  The relay resumes when it is restarted or when inbox_outbox.brokers, kafka_config, delivery or progress_topic changes."));
+	relay_wait_for_change(RELAY_FENCED, error, relay_kafka_settings_changed);
+}
+
+/*
+ * _FENCED: another relay took the id, unless our transaction was open for
+ * longer than transaction.timeout.ms, when the coordinator aborted it and
+ * bumped the epoch itself.  Only the latter comes back, as a lost
+ * transaction.
+ */
+static TxnEnd
+relay_txn_fenced(const char *error)
+{
+	if (relay.txn_began == 0 ||
+		!TimestampDifferenceExceeds(relay.txn_began, GetCurrentTimestamp(),
+									kafka_transaction_timeout_ms(relay.producer)))
+		relay_fenced(error);
+	ereport(LOG,
+			errmsg("inbox_outbox relay: Kafka aborted a transaction that stayed open longer than transaction.timeout.ms: %s",
+				   error),
+			errdetail("The producer is recreated and its last transaction recovered."));
+	relay_record_error(error);
+	return TXN_LOST;
+}
+
+/*
+ * init_transactions() in steps until it succeeds: it fences every older
+ * producer of the id and settles its transaction.  Returns false if the
+ * producer must be made anew (it is destroyed then).  A refusal for good
+ * (authorization, a timeout the brokers refuse) stops the relay until a
+ * Kafka setting changes.
+ */
+static bool
+relay_txn_init(void)
+{
+	char		errbuf[RELAY_ERROR_LEN];
+
+	for (;;)
+	{
+		KafkaTxnAnswer answer;
+
+		relay_txn_step_checks();
+		if (ShutdownRequestPending || relay_kafka_settings_changed())
+			break;
+		answer = kafka_txn_init(relay.producer, errbuf, sizeof(errbuf));
+		kafka_serve(relay.producer);
+		switch (answer)
+		{
+			case KAFKA_TXN_DONE:
+				return true;
+			case KAFKA_TXN_RETRY:
+				relay_set_state(kafka_brokers_down(relay.producer) ?
+								RELAY_BROKER_UNREACHABLE : RELAY_STARTING);
+				relay_record_error(errbuf);
+				continue;
+			case KAFKA_TXN_REFUSED:
+				kafka_producer_destroy(relay.producer, 0);
+				relay.producer = NULL;
+				kafka_config_file_stamp(&relay.refused_file_stamp);
+				relay_wait_until_resolved(RELAY_STOPPED,
+										  psprintf("Kafka refuses the relay's transactions: %s", errbuf),
+										  "Grant the relay's Kafka principal Write and Describe on the transactional id, or correct transaction.timeout.ms; the relay tries again when inbox_outbox.brokers, kafka_config, delivery or progress_topic changes.",
+										  relay_kafka_settings_changed);
+				break;
+			case KAFKA_TXN_ABORT:
+			case KAFKA_TXN_FATAL:
+			case KAFKA_TXN_FENCED:
+				ereport(LOG,
+						errmsg("inbox_outbox relay: could not initialize Kafka transactions: %s",
+							   errbuf));
+				relay_record_error(errbuf);
+				break;
+		}
+		break;
+	}
+	kafka_producer_destroy(relay.producer, 0);
+	relay.producer = NULL;
+	return false;
+}
+
+/*
+ * Recovery (docs/exactly_once.md, section 6): delete the outbox rows that
+ * the last committed progress record of this database names, which Kafka
+ * has and the outbox may still hold.  Needs a transactional producer whose
+ * init_transactions() succeeded, which settled every transaction of the id
+ * before the record is read.  Returns false if it could not finish (no
+ * answer from the cluster in time, a stop): the caller tries again.
+ */
+static bool
+relay_recover(const RelayProgressRow *row)
+{
+	char		errbuf[RELAY_ERROR_LEN];
+	char	   *client_id = psprintf("inbox_outbox-%s", relay.database_name);
+	char	   *value;
+	size_t		len;
+	int64		offset;
+	ProgressRecord rec;
+	const char *problem;
+	ProgressAnswer answer;
+	int			deleted;
+
+	relay_set_state(RELAY_RECOVERING);
+	answer = relay_progress_find_last(*relay_api->brokers, *relay_api->kafka_config,
+									  client_id, row->topic, relay.transactional_id,
+									  row->record_offset, RELAY_PROGRESS_TIMEOUT_MS,
+									  &value, &len, &offset, errbuf, sizeof(errbuf));
+	if (answer == PROGRESS_NONE)
+		return true;
+	if (answer != PROGRESS_FOUND)
+	{
+		ereport(LOG,
+				errmsg("inbox_outbox relay could not read its last progress record from topic \"%s\": %s",
+					   row->topic, errbuf),
+				errdetail("The relay publishes nothing until it has; it tries again."));
+		relay_record_error(errbuf);
+		return false;
+	}
+
+	if (!progress_record_decode(value, len, &rec, &problem) ||
+		rec.system_identifier != GetSystemIdentifier() ||
+		rec.database != MyDatabaseId)
+	{
+		/* not ours to act on; note its offset so as not to read it again */
+		ereport(LOG,
+				errmsg("inbox_outbox relay skips the progress record at offset %lld of topic \"%s\": %s",
+					   (long long) offset, row->topic,
+					   problem != NULL ? problem : "it was written for another database"));
+		relay_begin_work("inbox_outbox relay: recovering");
+		(void) relay_store_delete_recorded(NULL, 0, offset);
+		relay_end_work();
+		return true;
+	}
+
+	RELAY_FAULT_POINT("eos_recovery_read");
+	relay_begin_work("inbox_outbox relay: recovering");
+	deleted = relay_store_delete_recorded(rec.ids, rec.nids, offset);
+	relay_end_work();
+	relay_flush_own_commits();
+	relay_count(deleted, 0, 0);
+	if (deleted > 0)
+		ereport(LOG,
+				errmsg("inbox_outbox relay: recovered %d events from the progress record (offset %lld)",
+					   deleted, (long long) offset));
+	return true;
+}
+
+/*
+ * The most rows one transaction may hold: as many ids as its progress
+ * record can carry within the topic's max.message.bytes (less Kafka's
+ * framing) and PROGRESS_RECORD_MAX_BYTES.
+ */
+static void
+relay_set_record_bound(int topic_max_bytes)
+{
+	int64		bytes = PROGRESS_RECORD_MAX_BYTES;
+
+	if (topic_max_bytes > 0 && topic_max_bytes - 1024 < bytes)
+	{
+		bytes = Max(topic_max_bytes - 1024, PROGRESS_RECORD_HEADER_LEN + PROGRESS_RECORD_MAX_ID_LEN);
+		ereport(LOG,
+				errmsg("inbox_outbox relay puts at most %d events in a Kafka transaction: the max.message.bytes of topic \"%s\" is %d",
+					   progress_record_max_ids(bytes), relay.progress_topic, topic_max_bytes));
+	}
+	relay.record_max_ids = progress_record_max_ids(bytes);
+}
+
+/*
+ * Make the producer for the mode inbox_outbox.delivery asks for, after
+ * settling what exactly-once mode may have left: while the row of
+ * inbox_outbox.relay_progress exists, a transaction of this database may
+ * hold rows still in the outbox, whatever the mode is now.  Returns false
+ * if it must be tried again later.
+ */
+static bool
+relay_make_producer(void)
+{
+	bool		want = *relay_api->delivery == DELIVERY_EXACTLY_ONCE;
+	char	   *client_id;
+	RelayProgressRow row;
+
+	MemoryContextReset(relay.work_context);
+	relay_begin_work("inbox_outbox relay: reading its progress");
+	relay_store_progress_get(relay.work_context, &row);
+	if (row.exists && strcmp(row.transactional_id, relay.transactional_id) != 0)
+	{
+		/* copied from another database (CREATE DATABASE ... TEMPLATE) */
+		relay_store_progress_delete();
+		ereport(LOG,
+				errmsg("inbox_outbox relay discards the progress of transactional id \"%s\", which belongs to another database",
+					   row.transactional_id));
+		row.exists = false;
+	}
+	relay_end_work();
+
+	/* leaving exactly-once mode cleanly: nothing of ours is open */
+	if (!want && row.exists && relay.progress_settled)
+	{
+		relay_begin_work("inbox_outbox relay: recording its progress");
+		relay_store_progress_delete();
+		relay_end_work();
+		row.exists = false;
+	}
+	if (!want && !row.exists)
+	{
+		relay_create_producer(NULL);
+		goto made;
+	}
+
+	if (relay.progress_topic)
+		pfree(relay.progress_topic);
+	relay.progress_topic = MemoryContextStrdup(TopMemoryContext, *relay_api->progress_topic);
+	if (want)
+	{
+		char		errbuf[RELAY_ERROR_LEN];
+		int			topic_max_bytes = -1;
+		ProgressAnswer answer;
+
+		client_id = psprintf("inbox_outbox-%s", relay.database_name);
+		answer = relay_progress_topic_ensure(*relay_api->brokers, *relay_api->kafka_config,
+											 client_id, relay.progress_topic,
+											 RELAY_PROGRESS_TIMEOUT_MS,
+											 &topic_max_bytes, errbuf, sizeof(errbuf));
+		if (answer == PROGRESS_UNREACHABLE)
+		{
+			relay_set_state(RELAY_BROKER_UNREACHABLE);
+			relay_record_error(errbuf);
+			return false;
+		}
+		if (answer == PROGRESS_REFUSED)
+		{
+			/* perhaps made by hand: a failing record will say so */
+			ereport(LOG,
+					errmsg("inbox_outbox relay could not make sure its progress topic \"%s\" exists: %s",
+						   relay.progress_topic, errbuf));
+			relay_record_error(errbuf);
+		}
+		relay_set_record_bound(topic_max_bytes);
+	}
+
+	relay_create_producer(relay.transactional_id);
+	if (!relay_txn_init())
+		return false;
+	if (row.exists && !relay.progress_settled && !relay_recover(&row))
+	{
+		kafka_producer_destroy(relay.producer, 0);
+		relay.producer = NULL;
+		return false;
+	}
+
+	relay_begin_work("inbox_outbox relay: recording its progress");
+	if (!want)
+		relay_store_progress_delete();
+	else if (!row.exists || strcmp(row.topic, relay.progress_topic) != 0)
+		relay_store_progress_set(relay.transactional_id, relay.progress_topic);
+	relay_end_work();
+
+	if (!want)
+	{
+		/* settled: the idempotent producer takes over */
+		kafka_producer_destroy(relay.producer, 0);
+		relay.producer = NULL;
+		relay_create_producer(NULL);
+	}
+
+made:
+	relay.progress_settled = relay.exactly_once;
+	relay_store_set_batch_limit(relay.exactly_once ? relay.record_max_ids : 0);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	relay.slot->exactly_once = relay.exactly_once;
+	LWLockRelease(shared->lock);
+	return true;
+}
+
+/*
+ * Abort the open transaction, calling again while librdkafka says to, for at
+ * most a second when stopping.
+ */
+static TxnEnd
+relay_txn_abort(void)
+{
+	char		errbuf[RELAY_ERROR_LEN];
+	TimestampTz deadline;
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   ShutdownRequestPending ? 1000 :
+										   kafka_transaction_timeout_ms(relay.producer));
+	while (GetCurrentTimestamp() < deadline)
+	{
+		KafkaTxnAnswer answer = kafka_txn_abort(relay.producer, errbuf, sizeof(errbuf));
+
+		kafka_serve(relay.producer);
+		switch (answer)
+		{
+			case KAFKA_TXN_DONE:
+				relay.txn_began = 0;
+				return TXN_ABORTED;
+			case KAFKA_TXN_RETRY:
+				relay_txn_step_checks();
+				continue;
+			case KAFKA_TXN_FENCED:
+				return relay_txn_fenced(errbuf);
+			default:
+				relay_record_error(errbuf);
+				return TXN_LOST;
+		}
+	}
+	return TXN_LOST;
+}
+
+/* The ids of a round's queued rows, in ascending order. */
+static int
+compare_ulids(const void *a, const void *b)
+{
+	return ulid_compare((const pg_ulid *) a, (const pg_ulid *) b);
+}
+
+/* Whether rows[i] has the topic and key of one of the held rows. */
+static bool
+relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
+{
+	for (int h = 0; h < nheld; h++)
+	{
+		RelayRow   *a = &rows[held[h]];
+		RelayRow   *b = &rows[i];
+
+		if (strcmp(a->topic, b->topic) == 0 &&
+			(a->key == NULL) == (b->key == NULL) &&
+			a->key_len == b->key_len &&
+			(a->key == NULL || memcmp(a->key, b->key, a->key_len) == 0))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Make room for the outcomes of n messages.
+ */
+static void
+relay_reserve_results(int n)
+{
+	if (relay.results_size < n)
+	{
+		if (relay.results)
+			pfree(relay.results);
+		relay.results = MemoryContextAlloc(TopMemoryContext, sizeof(KafkaResult) * n);
+		relay.results_size = n;
+	}
+}
+
+/*
+ * Exactly-once mode's steps 4 to 7 (docs/exactly_once.md, section 2):
+ * begin a Kafka transaction, produce the rows and the progress record that
+ * names exactly the ids of the rows produced, wait for every delivery
+ * report, and commit if every one succeeded; otherwise abort.  On
+ * TXN_COMMITTED, *record_offset is the record's offset.
+ *
+ * A row that producev() refuses at once is not in the transaction: a
+ * final refusal (too large) sends it to the dead-letter table as in
+ * at-least-once mode, any other holds back the later rows of its key for
+ * this round.  A message that fails after it was queued fails the whole
+ * transaction (librdkafka refuses the commit), so the round aborts; its
+ * own failure is recorded, and every other row is read again.
+ *
+ * Before the commit, the WAL of the relay's own last commit (the previous
+ * round's DELETE) is flushed: so only the last committed record can name
+ * rows still in the outbox, whatever crashes when.
+ */
+static TxnEnd
+relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
+{
+	char		errbuf[RELAY_ERROR_LEN];
+	bool		fatal = false;
+	bool		going_on = true;
+	TimestampTz shutdown_deadline = 0;
+	bool	   *queued;
+	int		   *held;
+	int			nheld = 0;
+	int			nqueued = 0;
+	bool		all_delivered;
+	KafkaResult record;
+	KafkaTxnAnswer answer;
+	MemoryContext old;
+
+	relay_reserve_results(n);
+	old = MemoryContextSwitchTo(relay.round_context);
+	queued = palloc0(sizeof(bool) * n);
+	held = palloc(sizeof(int) * n);
+	MemoryContextSwitchTo(old);
+
+	if (relay.last_commit != 0)
+	{
+		long		since = TimestampDifferenceMilliseconds(relay.last_commit,
+															GetCurrentTimestamp());
+
+		if (since < RELAY_TXN_PAUSE_MS)
+			relay_rest(RELAY_TXN_PAUSE_MS - since);
+	}
+
+	kafka_begin_round(relay.producer, relay.results, n);
+	relay_set_state(RELAY_PUBLISHING);
+	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
+
+	answer = kafka_txn_begin(relay.producer, errbuf, sizeof(errbuf));
+	if (answer == KAFKA_TXN_FENCED)
+		return relay_txn_fenced(errbuf);
+	if (answer != KAFKA_TXN_DONE)
+	{
+		relay_record_error(errbuf);
+		return TXN_LOST;
+	}
+	relay.txn_began = GetCurrentTimestamp();
+	relay.txn_round++;
+
+	for (int i = 0; i < n && going_on && !kafka_txn_failed(relay.producer); i++)
+	{
+		RelayRow   *row = &rows[i];
+
+		if (row->unsendable != NULL || row->oversize)
+			continue;
+		if (relay_row_size(row) > *relay_api->max_message_bytes)
+		{
+			row->oversize = true;
+			continue;
+		}
+		if (nheld > 0 && relay_key_held(rows, held, nheld, i))
+			continue;
+		if (!kafka_produce(relay.producer, i, row->topic,
+						   row->key, row->key_len,
+						   row->payload, row->payload_len,
+						   row->headers, row->nheaders,
+						   row->created_ms))
+		{
+			/* librdkafka's queue is full */
+			if (ShutdownRequestPending)
+				break;
+			going_on = relay_wait_step(&shutdown_deadline, &fatal);
+			i--;				/* the same row again */
+			continue;
+		}
+		if (relay.results[i].outcome == KAFKA_FAILED)
+			held[nheld++] = i;	/* refused at once: its key waits */
+		else if (relay.results[i].outcome != KAFKA_REJECTED &&
+				 relay.results[i].outcome != KAFKA_NOT_SENT)
+		{
+			queued[i] = true;
+			nqueued++;
+		}
+	}
+
+	/* the progress record: exactly the rows in the transaction */
+	if (going_on && nqueued > 0 && !kafka_txn_failed(relay.producer))
+	{
+		ProgressRecord rec;
+		char	   *value;
+		size_t		len;
+		int			m = 0;
+
+		old = MemoryContextSwitchTo(relay.round_context);
+		rec.system_identifier = GetSystemIdentifier();
+		rec.database = MyDatabaseId;
+		rec.writer = relay.writer;
+		rec.round = relay.txn_round;
+		rec.ids = palloc(sizeof(pg_ulid) * nqueued);
+		for (int i = 0; i < n; i++)
+		{
+			if (queued[i])
+				rec.ids[m++] = rows[i].id;
+		}
+		rec.nids = m;
+		qsort(rec.ids, m, sizeof(pg_ulid), compare_ulids);
+		value = progress_record_encode(&rec, &len);
+		MemoryContextSwitchTo(old);
+
+		while (going_on &&
+			   !kafka_produce_record(relay.producer, relay.progress_topic,
+									 relay.transactional_id,
+									 strlen(relay.transactional_id),
+									 value, len))
+			going_on = relay_wait_step(&shutdown_deadline, &fatal);
+	}
+
+	while (going_on && kafka_outstanding(relay.producer) > 0)
+		going_on = relay_wait_step(&shutdown_deadline, &fatal);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (fatal)
+	{
+		if (kafka_fenced(relay.producer))
+			return relay_txn_fenced("the producer was fenced");
+		return TXN_LOST;
+	}
+	if (!going_on)
+	{
+		/*
+		 * Stopping: abort, so that read_committed consumers are not held
+		 * back until the next start.  Leaving at once (the extension or the
+		 * database is going), or the settings changed while no broker
+		 * answers: the next producer's init_transactions() aborts it.
+		 */
+		if (!ShutdownRequestPending || relay.extension_dropped ||
+			relay_api->relay_must_leave_now())
+			return TXN_LOST;
+		kafka_purge(relay.producer, 1000);
+		return relay_txn_abort();
+	}
+
+	record = kafka_record_result(relay.producer, record_offset);
+	all_delivered = nqueued > 0 && !kafka_txn_failed(relay.producer) &&
+		record.outcome == KAFKA_DELIVERED;
+	for (int i = 0; i < n && all_delivered; i++)
+	{
+		if (queued[i] && relay.results[i].outcome != KAFKA_DELIVERED)
+			all_delivered = false;
+	}
+	if (!all_delivered)
+	{
+		if (nqueued > 0 && record.outcome != KAFKA_DELIVERED &&
+			record.outcome != KAFKA_NOT_SENT && record.outcome != KAFKA_PENDING)
+		{
+			char	   *why = kafka_describe(&record);
+
+			ereport(LOG,
+					errmsg("inbox_outbox relay could not write its progress record to topic \"%s\": %s",
+						   relay.progress_topic, why));
+			relay_record_error(psprintf("progress record: %s", why));
+			if (kafka_result_too_large(&record) && relay.record_max_ids > 1)
+			{
+				relay.record_max_ids = Max(relay.record_max_ids / 2, 1);
+				relay_store_set_batch_limit(relay.record_max_ids);
+				ereport(LOG,
+						errmsg("inbox_outbox relay now puts at most %d events in a Kafka transaction",
+							   relay.record_max_ids),
+						errhint("Raise max.message.bytes of topic \"%s\".", relay.progress_topic));
+			}
+		}
+		return relay_txn_abort();
+	}
+
+	relay_flush_own_commits();
+	RELAY_FAULT_POINT("eos_before_commit");
+	for (;;)
+	{
+		answer = kafka_txn_commit(relay.producer, errbuf, sizeof(errbuf));
+		kafka_serve(relay.producer);
+		if (answer == KAFKA_TXN_DONE)
+			break;
+		if (answer == KAFKA_TXN_RETRY)
+		{
+			/* the same call again, and nothing else meanwhile */
+			relay_txn_step_checks();
+			relay_set_state(kafka_brokers_down(relay.producer) ?
+							RELAY_BROKER_UNREACHABLE : RELAY_PUBLISHING);
+			if (ShutdownRequestPending)
+			{
+				if (relay_api->relay_must_leave_now())
+					return TXN_LOST;
+				if (shutdown_deadline == 0)
+					shutdown_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	*relay_api->shutdown_timeout);
+				else if (GetCurrentTimestamp() >= shutdown_deadline)
+					return TXN_LOST;
+			}
+			continue;
+		}
+		if (answer == KAFKA_TXN_ABORT)
+		{
+			relay_record_error(errbuf);
+			return relay_txn_abort();
+		}
+		if (answer == KAFKA_TXN_FENCED)
+			return relay_txn_fenced(errbuf);
+		ereport(LOG,
+				errmsg("inbox_outbox relay: Kafka transaction failed: %s", errbuf),
+				errdetail("The producer is recreated and the transaction's outcome recovered."));
+		relay_record_error(errbuf);
+		return TXN_LOST;
+	}
+	relay.txn_began = 0;
+	relay.last_commit = GetCurrentTimestamp();
+	RELAY_FAULT_POINT("eos_after_commit");
+	return TXN_COMMITTED;
+}
+
+/*
+ * After a round whose transaction did not commit, no message of it counts
+ * as delivered: its rows stay and are read again.  Failures of their own
+ * stay, to be recorded.
+ */
+static void
+relay_results_not_committed(int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		if (relay.results[i].outcome == KAFKA_DELIVERED ||
+			relay.results[i].outcome == KAFKA_PENDING)
+			relay.results[i].outcome = KAFKA_NOT_SENT;
+	}
+}
+
+/*
+ * An exactly-once round, from the produce on: the transaction, then
+ * deleting what it committed (with the record's offset, in one transaction)
+ * and recording failures.  A transaction whose outcome is unknown ends with
+ * the producer destroyed, so that the next one recovers first.
+ */
+static void
+relay_round_txn(RelayRow *rows, int n, bool isolated, const RelayRead *read,
+				uint32 generation)
+{
+	int64		record_offset = -1;
+	TxnEnd		end;
+	bool		recorded;
+
+	end = relay_produce_txn(rows, n, &record_offset);
+	if (relay.extension_dropped)
+	{
+		relay_begin_work("inbox_outbox relay: stopping");
+		exit_unless_extension(generation);
+		relay_end_work();
+		proc_exit(0);
+	}
+	if (end != TXN_COMMITTED)
+		relay_results_not_committed(n);
+	recorded = relay_record(rows, n, isolated, read,
+							end == TXN_COMMITTED ? record_offset : -1);
+	if (end == TXN_LOST)
+	{
+		kafka_producer_destroy(relay.producer, 0);
+		relay.producer = NULL;
+		relay.progress_settled = false;
+		return;
+	}
+	if (!recorded)
+		relay_rest(Max(*relay_api->retry_backoff, 1000));
+	relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 }
 
 /* The OID of the role inbox_outbox.relay_role names, or InvalidOid. */
@@ -954,6 +1714,7 @@ inbox_outbox_relay_main(Datum main_arg)
 	shared = *relay_api->shared;
 	if (shared == NULL)
 		elog(ERROR, "inbox_outbox relay requires shared_preload_libraries");
+	relay_faults_attach();
 
 	relay_claim();
 	relay_become_role();
@@ -964,6 +1725,12 @@ inbox_outbox_relay_main(Datum main_arg)
 
 	relay.round_context = AllocSetContextCreate(TopMemoryContext, "inbox_outbox relay round",
 										  ALLOCSET_DEFAULT_SIZES);
+	relay.work_context = AllocSetContextCreate(TopMemoryContext, "inbox_outbox relay recovery",
+											   ALLOCSET_DEFAULT_SIZES);
+	relay.transactional_id = MemoryContextStrdup(TopMemoryContext,
+												 psprintf("inbox_outbox-" UINT64_FORMAT "-%u",
+														  GetSystemIdentifier(), MyDatabaseId));
+	relay.writer = pg_prng_uint64(&pg_global_prng_state);
 
 	while (!ShutdownRequestPending)
 	{
@@ -987,8 +1754,11 @@ inbox_outbox_relay_main(Datum main_arg)
 									  "Correct it and reload the configuration; the relay does not fall back to the default.",
 									  producer_settings_accepted);
 		relay_reconnect_if_changed();
-		if (relay.producer == NULL)
-			relay_create_producer();
+		if (relay.producer == NULL && !relay_make_producer())
+		{
+			relay_rest(1000);
+			continue;
+		}
 
 		LWLockAcquire(shared->lock, LW_SHARED);
 		generation = shared->extension_generation;
@@ -1032,6 +1802,11 @@ inbox_outbox_relay_main(Datum main_arg)
 					relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 				continue;
 			}
+			if (relay.exactly_once)
+			{
+				relay_round_txn(rows, n, isolated, &read, generation);
+				continue;
+			}
 			delivered = relay_produce(rows, n);
 			if (relay.extension_dropped)
 			{
@@ -1047,7 +1822,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			 * was, due at once: rest before reading it again, so that the
 			 * relay does not spin on it.
 			 */
-			if (!relay_record(rows, n, isolated, &read) && delivered)
+			if (!relay_record(rows, n, isolated, &read, -1) && delivered)
 				relay_rest(Max(*relay_api->retry_backoff, 1000));
 
 			if (!delivered)

@@ -39,6 +39,8 @@ static const InboxOutboxRelayApi api = {
 	.max_message_bytes = &inbox_outbox_max_message_bytes,
 	.shutdown_timeout = &inbox_outbox_shutdown_timeout,
 	.refused_at_start = &inbox_outbox_refused_at_start,
+	.delivery = &inbox_outbox_delivery,
+	.progress_topic = &inbox_outbox_progress_topic,
 
 	.shared = &inbox_outbox_shared,
 	.relay_slot_find = relay_slot_find,

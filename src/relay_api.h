@@ -32,7 +32,7 @@
 #include "ulid.h"
 
 #define INBOX_OUTBOX_RELAY_API_RENDEZVOUS	"inbox_outbox_relay_api"
-#define INBOX_OUTBOX_RELAY_API_VERSION		1
+#define INBOX_OUTBOX_RELAY_API_VERSION		2
 
 typedef struct InboxOutboxRelayApi
 {
@@ -52,6 +52,8 @@ typedef struct InboxOutboxRelayApi
 	int		   *max_message_bytes;
 	int		   *shutdown_timeout;
 	int		   *refused_at_start;	/* REFUSED_* bits */
+	int		   *delivery;		/* InboxOutboxDelivery */
+	char	  **progress_topic;
 
 	/* shared memory (shared_state.c); NULL unless preloaded */
 	InboxOutboxShared **shared;

@@ -32,14 +32,16 @@ static const char *const state_names[] = {
 	[RELAY_STOPPED] = "stopped",
 	[RELAY_NO_WORKER] = "no free worker",
 	[RELAY_PAUSED_COPY] = "paused: copy of another database",
+	[RELAY_RECOVERING] = "recovering",
+	[RELAY_FENCED] = "fenced",
 };
 
 Datum
 relay_worker(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[7];
-	bool		nulls[7];
+	Datum		values[8];
+	bool		nulls[8];
 	RelaySlot	copy;
 	RelaySlot  *slot = NULL;
 	int			starved = 0;
@@ -81,18 +83,24 @@ relay_worker(PG_FUNCTION_ARGS)
 		values[1] = CStringGetTextDatum("no free worker");
 	else
 		values[1] = CStringGetTextDatum("stopped");
-	values[2] = Int64GetDatum((int64) copy.published);
-	values[3] = Int64GetDatum((int64) copy.failed);
-	values[4] = Int64GetDatum((int64) copy.dead_lettered);
+	/* the mode in effect: a running relay's */
+	if (copy.pid != 0)
+		values[2] = CStringGetTextDatum(copy.exactly_once ?
+										"exactly_once" : "at_least_once");
+	else
+		nulls[2] = true;
+	values[3] = Int64GetDatum((int64) copy.published);
+	values[4] = Int64GetDatum((int64) copy.failed);
+	values[5] = Int64GetDatum((int64) copy.dead_lettered);
 	/* the error clears once a round goes through; its time stays */
 	if (copy.last_error[0] != '\0')
-		values[5] = CStringGetTextDatum(copy.last_error);
-	else
-		nulls[5] = true;
-	if (copy.last_error_at != 0)
-		values[6] = TimestampTzGetDatum(copy.last_error_at);
+		values[6] = CStringGetTextDatum(copy.last_error);
 	else
 		nulls[6] = true;
+	if (copy.last_error_at != 0)
+		values[7] = TimestampTzGetDatum(copy.last_error_at);
+	else
+		nulls[7] = true;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -100,6 +100,11 @@ typedef struct RelayStore
 	SPIPlanPtr	delete_plan;
 	SPIPlanPtr	fail_plan;
 	SPIPlanPtr	dead_letter_plan;
+	SPIPlanPtr	progress_get_plan;	/* exactly-once mode: relay_progress */
+	SPIPlanPtr	progress_set_plan;
+	SPIPlanPtr	progress_offset_plan;
+	SPIPlanPtr	progress_delete_plan;
+	int			batch_limit;	/* at most this many rows a round; 0: none */
 } RelayStore;
 
 static RelayStore store;
@@ -279,6 +284,26 @@ prepare_plans(void)
 		"   AND id::pg_catalog.uuid OPERATOR(pg_catalog.=) $4",
 		4, argtypes);
 
+	/* exactly-once mode's one row (see relay_store_progress_get()) */
+	store.progress_get_plan = spi_prepare_kept(
+		"SELECT transactional_id, topic, record_offset FROM inbox_outbox.relay_progress",
+		0, NULL);
+	argtypes[0] = TEXTOID;
+	argtypes[1] = TEXTOID;
+	store.progress_set_plan = spi_prepare_kept(
+		"INSERT INTO inbox_outbox.relay_progress (transactional_id, topic)"
+		" VALUES ($1, $2)"
+		" ON CONFLICT (single) DO UPDATE"
+		"   SET transactional_id = excluded.transactional_id, topic = excluded.topic,"
+		"       record_offset = NULL, since = pg_catalog.now()",
+		2, argtypes);
+	argtypes[0] = INT8OID;
+	store.progress_offset_plan = spi_prepare_kept(
+		"UPDATE inbox_outbox.relay_progress SET record_offset = $1",
+		1, argtypes);
+	store.progress_delete_plan = spi_prepare_kept(
+		"DELETE FROM inbox_outbox.relay_progress", 0, NULL);
+
 	/*
 	 * An id can be in the dead-letter table already: a dead letter copied
 	 * back into the outbox by hand keeps its old row there.  The newer
@@ -412,22 +437,23 @@ copy_headers(RelayRow *row, Datum value, bool isnull)
  * index is checked to be a btree on id with the default operator class of
  * the column's type, whose order is uuid_cmp's.
  */
-static int
-fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
+/*
+ * Open the outbox and its primary key, if the key is what the extension
+ * made: a btree on id with the default operator class of the column's type,
+ * whose order is uuid_cmp's.  Returns false (and opens nothing) otherwise.
+ */
+static bool
+open_outbox_key(Relation *heap_out, Relation *index_out)
 {
 	Oid			relid;
 	Relation	heap;
 	Relation	index;
 	Oid			indexid;
 	Oid			opclass;
-	ScanKeyData key;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	int			n = 0;
 
 	relid = get_relname_relid("outbox", get_namespace_oid("inbox_outbox", false));
 	if (!OidIsValid(relid))
-		return -1;
+		return false;
 	heap = table_open(relid, AccessShareLock);
 #if PG_VERSION_NUM >= 180000
 	indexid = RelationGetPrimaryKeyIndex(heap, false);
@@ -437,7 +463,7 @@ fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
 	if (!OidIsValid(indexid))
 	{
 		table_close(heap, AccessShareLock);
-		return -1;
+		return false;
 	}
 	index = index_open(indexid, AccessShareLock);
 	if (indexid != store.checked_index)
@@ -453,18 +479,52 @@ fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
 		{
 			index_close(index, AccessShareLock);
 			table_close(heap, AccessShareLock);
-			return -1;
+			return false;
 		}
 		store.checked_index = indexid;
 	}
+	*heap_out = heap;
+	*index_out = index;
+	return true;
+}
+
+static IndexScanDesc
+begin_key_scan(Relation heap, Relation index)
+{
+#if PG_VERSION_NUM >= 180000
+	return index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
+#else
+	return index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+#endif
+}
+
+/*
+ * The outbox rows visible in the active snapshot with an id of at least
+ * from, in id order, at most limit of them: their ctids go to tids.
+ * Returns -1 if the outbox's primary key is not what the extension made.
+ *
+ * This is an index scan in C rather than a statement, because a statement
+ * would have to name the ulid >= operator, and a name can be made to
+ * resolve elsewhere (see prepare_plans()).  The scan key compares with
+ * uuid_ge, which the ulid operator class uses, found by its OID (see
+ * open_outbox_key()).
+ */
+static int
+fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
+{
+	Relation	heap;
+	Relation	index;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int			n = 0;
+
+	if (!open_outbox_key(&heap, &index))
+		return -1;
 
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_UUID_GE,
 				UlidPGetDatum(from));
-#if PG_VERSION_NUM >= 180000
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
-#else
-	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
-#endif
+	scan = begin_key_scan(heap, index);
 	index_rescan(scan, &key, 1, NULL, 0);
 	slot = table_slot_create(heap, NULL);
 	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -605,6 +665,8 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 	Portal		portal;
 	MemoryContext old;
 
+	if (store.batch_limit > 0 && batch > store.batch_limit)
+		batch = store.batch_limit;
 	prepare_plans();
 	memset(read, 0, sizeof(*read));
 	read->failed_rows = any_failed_rows(next_retry_ms);
@@ -844,42 +906,50 @@ record_failure(RelayRow *row, const char *reason, bool dead)
 	return recorded;
 }
 
-static int
-compare_row_ctids(const void *a, const void *b)
+typedef struct TidAndId
 {
-	return ItemPointerCompare(&(*(RelayRow *const *) a)->ctid,
-							  &(*(RelayRow *const *) b)->ctid);
+	ItemPointerData tid;
+	pg_ulid		id;
+	bool		deleted;
+} TidAndId;
+
+static int
+compare_tids(const void *a, const void *b)
+{
+	return ItemPointerCompare(&((TidAndId *) a)->tid, &((TidAndId *) b)->tid);
 }
 
 /*
- * Delete the acknowledged rows, in a transaction of their own.
+ * Delete the rows at rows[i].tid, in the caller's transaction, and check
+ * that each row deleted has the id read there (rows must be sorted by
+ * tid); rows[i].deleted says which were found.  Returns the number deleted.
  *
- * The rows are found by ctid, a TID scan, and the statement returns the id
- * of each row it deleted, which is checked here against the id read at that
- * ctid.  A row can have left its place since it was read (deleted by hand
- * and its slot reused after a vacuum, or moved by VACUUM FULL); then another
- * row may stand there, and deleting it would lose an event.  So any row whose
- * id differs raises an error, which undoes the whole delete; the relay
- * starts again and reads its rows afresh (their events reach Kafka twice).
+ * A row can have left its place since it was read (deleted by hand and its
+ * slot reused after a vacuum, or moved by VACUUM FULL); then another row
+ * may stand there, and deleting it would lose an event.  So any row whose
+ * id differs raises an error, which undoes the whole transaction; the relay
+ * starts again and reads its rows afresh (in at-least-once mode their
+ * events reach Kafka twice; in exactly-once mode its recovery deletes what
+ * the last transaction committed).
  */
-static void
-relay_delete_acknowledged(RelayRow **acked, int nacked)
+static int
+delete_at_tids(TidAndId *rows, int n)
 {
-	Datum	   *ctids = palloc(sizeof(Datum) * nacked);
+	Datum	   *ctids = palloc(sizeof(Datum) * n);
 	Datum		arg;
 	int			ret;
 
-	qsort(acked, nacked, sizeof(RelayRow *), compare_row_ctids);
-	for (int i = 0; i < nacked; i++)
-		ctids[i] = PointerGetDatum(&acked[i]->ctid);
-
-	relay_begin_work("inbox_outbox relay: deleting acknowledged rows");
-	arg = PointerGetDatum(construct_array(ctids, nacked, TIDOID,
+	for (int i = 0; i < n; i++)
+	{
+		ctids[i] = PointerGetDatum(&rows[i].tid);
+		rows[i].deleted = false;
+	}
+	arg = PointerGetDatum(construct_array(ctids, n, TIDOID,
 										  sizeof(ItemPointerData), false,
 										  TYPALIGN_SHORT));
 	ret = SPI_execute_plan(store.delete_plan, &arg, NULL, false, 0);
 	if (ret != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not delete acknowledged outbox rows: %s",
+		elog(ERROR, "could not delete outbox rows: %s",
 			 SPI_result_code_string(ret));
 
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -887,28 +957,233 @@ relay_delete_acknowledged(RelayRow **acked, int nacked)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		RelayRow	key;
-		RelayRow   *keyp = &key;
-		RelayRow  **found;
+		TidAndId	key;
+		TidAndId   *found;
 
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
-						&key.ctid);
-		found = bsearch(&keyp, acked, nacked, sizeof(RelayRow *), compare_row_ctids);
+						&key.tid);
+		found = bsearch(&key, rows, n, sizeof(TidAndId), compare_tids);
 		if (found == NULL ||
-			memcmp(&(*found)->id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+			memcmp(&found->id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
 				   sizeof(pg_ulid)) != 0)
 			ereport(ERROR,
 					errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					errmsg("inbox_outbox relay found another row where an acknowledged one was read"),
-					errdetail("The outbox changed under the relay (a row deleted by hand and its place reused, or VACUUM FULL); the round's deletes are undone and its rows are read again, so some events reach Kafka twice."));
+					errdetail("The outbox changed under the relay (a row deleted by hand and its place reused, or VACUUM FULL); the round's deletes are undone and its rows are read again."));
+		found->deleted = true;
+	}
+	ret = (int) SPI_processed;
+	SPI_freetuptable(SPI_tuptable);
+	pfree(ctids);
+	return ret;
+}
+
+/*
+ * Delete the outbox rows with these ids that the active snapshot sees, in
+ * the caller's transaction; returns how many there were.  Each id is looked
+ * up in the primary key with an index scan in C, as fetch_from() does, for
+ * the same reason: no statement may name a ulid operator.
+ */
+static int
+delete_by_ids(const pg_ulid *ids, int n)
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	TidAndId   *rows;
+	int			m = 0;
+
+	if (n == 0)
+		return 0;
+	if (!open_outbox_key(&heap, &index))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the primary key of inbox_outbox.outbox is not the one the extension made"),
+				errhint("Recreate it as it was, a btree index on the column id."));
+
+	rows = palloc(sizeof(TidAndId) * n);
+	scan = begin_key_scan(heap, index);
+	slot = table_slot_create(heap, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		ScanKeyData key;
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ,
+					UlidPGetDatum(&ids[i]));
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			rows[m].tid = slot->tts_tid;
+			rows[m].id = ids[i];
+			m++;
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+
+	if (m > 0)
+	{
+		qsort(rows, m, sizeof(TidAndId), compare_tids);
+		m = delete_at_tids(rows, m);
+	}
+	pfree(rows);
+	return m;
+}
+
+static void
+set_record_offset(int64 record_offset)
+{
+	Datum		arg = Int64GetDatum(record_offset);
+	int			ret;
+
+	ret = SPI_execute_plan(store.progress_offset_plan, &arg, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not update inbox_outbox.relay_progress: %s",
+			 SPI_result_code_string(ret));
+}
+
+/*
+ * Delete the acknowledged rows, in a transaction of their own (see
+ * delete_at_tids()).  With record_offset >= 0 the rows were committed in a
+ * Kafka transaction whose progress record is at that offset: a row no
+ * longer where it was read is looked up by its id, and the record's offset
+ * goes into inbox_outbox.relay_progress in the same transaction, so that
+ * recovery never looks at that record again.
+ */
+static void
+relay_delete_acknowledged(RelayRow **acked, int nacked, int64 record_offset)
+{
+	TidAndId   *rows = palloc(sizeof(TidAndId) * Max(nacked, 1));
+	int			deleted = 0;
+
+	for (int i = 0; i < nacked; i++)
+	{
+		rows[i].tid = acked[i]->ctid;
+		rows[i].id = acked[i]->id;
+	}
+	qsort(rows, nacked, sizeof(TidAndId), compare_tids);
+
+	relay_begin_work("inbox_outbox relay: deleting acknowledged rows");
+	if (nacked > 0)
+		deleted = delete_at_tids(rows, nacked);
+	if (record_offset >= 0)
+	{
+		if (deleted < nacked)
+		{
+			pg_ulid    *moved = palloc(sizeof(pg_ulid) * (nacked - deleted));
+			int			nmoved = 0;
+
+			for (int i = 0; i < nacked; i++)
+			{
+				if (!rows[i].deleted)
+					moved[nmoved++] = rows[i].id;
+			}
+			(void) delete_by_ids(moved, nmoved);
+			pfree(moved);
+		}
+		set_record_offset(record_offset);
 	}
 	relay_end_work();
-	pfree(ctids);
+	pfree(rows);
+}
+
+/*
+ * Recovery in exactly-once mode: delete the rows a committed progress
+ * record names (those still in the outbox) and note the record's offset, in
+ * the caller's transaction.  Returns how many rows were deleted.  The ids
+ * are sorted first, so that the index is walked in order.
+ */
+int
+relay_store_delete_recorded(const pg_ulid *ids, int n, int64 record_offset)
+{
+	int			deleted;
+
+	prepare_plans();
+	deleted = delete_by_ids(ids, n);
+	set_record_offset(record_offset);
+	return deleted;
+}
+
+/*
+ * exactly-once mode's row in inbox_outbox.relay_progress, read in the
+ * caller's transaction into cxt.
+ */
+void
+relay_store_progress_get(MemoryContext cxt, RelayProgressRow *row)
+{
+	int			ret;
+
+	prepare_plans();
+	memset(row, 0, sizeof(*row));
+	row->record_offset = -1;
+	ret = SPI_execute_plan(store.progress_get_plan, NULL, NULL, true, 2);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read inbox_outbox.relay_progress: %s",
+			 SPI_result_code_string(ret));
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		row->exists = true;
+		row->transactional_id = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+		row->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		if (!isnull)
+			row->record_offset = DatumGetInt64(d);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Make the row name this transactional id and topic, in the caller's
+ * transaction; a row that named others loses its record offset.
+ */
+void
+relay_store_progress_set(const char *transactional_id, const char *topic)
+{
+	Datum		args[2];
+	int			ret;
+
+	prepare_plans();
+	args[0] = CStringGetTextDatum(transactional_id);
+	args[1] = CStringGetTextDatum(topic);
+	ret = SPI_execute_plan(store.progress_set_plan, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not write inbox_outbox.relay_progress: %s",
+			 SPI_result_code_string(ret));
+}
+
+void
+relay_store_progress_delete(void)
+{
+	int			ret;
+
+	prepare_plans();
+	ret = SPI_execute_plan(store.progress_delete_plan, NULL, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from inbox_outbox.relay_progress: %s",
+			 SPI_result_code_string(ret));
+}
+
+/* At most limit rows a round from now on (0: inbox_outbox.batch_size). */
+void
+relay_store_set_batch_limit(int limit)
+{
+	store.batch_limit = limit;
 }
 
 /*
  * Delete what Kafka acknowledged, then record failures; tally what happened
- * for relay_status.  results[i] is the outcome of rows[i].
+ * for relay_status.  results[i] is the outcome of rows[i].  record_offset
+ * is that of the round's progress record in exactly-once mode (its
+ * transaction committed), -1 otherwise.
  *
  * The deletes commit on their own, before any failure is recorded, so
  * that nothing about a failed row can undo them (which would send the
@@ -923,7 +1198,8 @@ relay_delete_acknowledged(RelayRow **acked, int nacked)
  */
 void
 relay_store_record(RelayRow *rows, const KafkaResult *results, int n,
-				   bool isolated, MemoryContext cxt, RelayTally *tally)
+				   bool isolated, int64 record_offset, MemoryContext cxt,
+				   RelayTally *tally)
 {
 	RelayRow  **acked = MemoryContextAlloc(cxt, sizeof(RelayRow *) * Max(n, 1));
 	int			nacked = 0;
@@ -945,8 +1221,8 @@ relay_store_record(RelayRow *rows, const KafkaResult *results, int n,
 			acked[nacked++] = row;
 	}
 
-	if (nacked > 0)
-		relay_delete_acknowledged(acked, nacked);
+	if (nacked > 0 || record_offset >= 0)
+		relay_delete_acknowledged(acked, nacked, record_offset);
 	tally->published = nacked;
 
 	if (any_failure)

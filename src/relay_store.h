@@ -61,6 +61,15 @@ typedef struct RelayTally
 	pg_ulid		lowest_left;	/* the lowest of their ids */
 } RelayTally;
 
+/* exactly-once mode's row in inbox_outbox.relay_progress */
+typedef struct RelayProgressRow
+{
+	bool		exists;
+	char	   *transactional_id;
+	char	   *topic;
+	int64		record_offset;	/* -1: none yet */
+} RelayProgressRow;
+
 extern void relay_store_set_role(Oid role);
 extern void relay_begin_work(const char *activity);
 extern void relay_begin_read(const char *activity, pg_ulid *floor);
@@ -74,8 +83,15 @@ extern bool relay_store_extension_exists(void);
 extern TransactionId relay_store_floor_trigger_version(Oid outbox);
 extern int	relay_store_choose(RelayRow **rows, int n, bool *isolated);
 extern void relay_store_record(RelayRow *rows, const KafkaResult *results,
-							   int n, bool isolated, MemoryContext cxt,
-							   RelayTally *tally);
+							   int n, bool isolated, int64 record_offset,
+							   MemoryContext cxt, RelayTally *tally);
+extern void relay_store_set_batch_limit(int limit);
+extern void relay_store_progress_get(MemoryContext cxt, RelayProgressRow *row);
+extern void relay_store_progress_set(const char *transactional_id,
+									 const char *topic);
+extern void relay_store_progress_delete(void);
+extern int	relay_store_delete_recorded(const pg_ulid *ids, int n,
+										int64 record_offset);
 extern int64 relay_row_size(const RelayRow *row);
 
 #endif							/* INBOX_OUTBOX_RELAY_STORE_H */

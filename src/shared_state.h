@@ -30,7 +30,9 @@ typedef enum RelayState
 	RELAY_WAITING_FOR_STANDBY,	/* see standby_wait.c */
 	RELAY_STOPPED,
 	RELAY_NO_WORKER,			/* the launcher found no free worker */
-	RELAY_PAUSED_COPY			/* a copy of another database's outbox */
+	RELAY_PAUSED_COPY,			/* a copy of another database's outbox */
+	RELAY_RECOVERING,			/* exactly-once: settling the last transaction */
+	RELAY_FENCED				/* exactly-once: another relay took its id */
 } RelayState;
 
 /* Why a database with the extension has no relay. */
@@ -58,6 +60,7 @@ typedef struct RelaySlot
 	pid_t		pid;			/* 0 when no relay runs */
 	Latch	   *latch;			/* the relay's latch, set at commit */
 	RelayState	state;
+	bool		exactly_once;	/* the delivery mode in effect */
 	bool		no_extension;	/* relay found no extension and stopped */
 	uint32		seen_generation;	/* extension generation when it stopped */
 	Oid			extension_oid;	/* the extension the counters belong to */
