@@ -110,10 +110,10 @@ progress_record_max_ids(int64 max_bytes)
 {
 	int64		room = Min(max_bytes, (int64) PROGRESS_RECORD_MAX_BYTES);
 
-	room -= PROGRESS_RECORD_HEADER_LEN;
-	if (room < PROGRESS_RECORD_MAX_ID_LEN)
+	/* compared before subtracting, which could overflow */
+	if (room < PROGRESS_RECORD_HEADER_LEN + PROGRESS_RECORD_MAX_ID_LEN)
 		return 1;
-	return (int) (room / PROGRESS_RECORD_MAX_ID_LEN);
+	return (int) ((room - PROGRESS_RECORD_HEADER_LEN) / PROGRESS_RECORD_MAX_ID_LEN);
 }
 
 char *
