@@ -41,6 +41,7 @@ OBJS = \
 # src/relay_api.c hands it.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
 RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o \
+	src/progress_record.o \
 	$(COMMON_OBJS)
 
 # librdkafka, as pkg-config finds it (set PKG_CONFIG_PATH for another copy).

@@ -8,7 +8,7 @@
 #   test/fuzz/run.sh [SECONDS] [HARNESS...]
 #
 # SECONDS per harness defaults to $FUZZ_SECONDS, else 60.  HARNESS is any
-# of ulid, kafka_config, kafka_headers (default: all).  PG_CONFIG and CLANG
+# of ulid, kafka_config, kafka_headers, progress_record (default: all).  PG_CONFIG and CLANG
 # may be set in the environment, and FUZZ_BUILD and FUZZ_WORK to build and
 # run elsewhere than test/fuzz/build and test/fuzz/work.
 #
@@ -23,7 +23,7 @@ seconds=${1:-${FUZZ_SECONDS:-60}}
 if [ $# -gt 0 ]; then shift; fi
 harnesses=("$@")
 if [ ${#harnesses[@]} -eq 0 ]; then
-	harnesses=(ulid kafka_config kafka_headers)
+	harnesses=(ulid kafka_config kafka_headers progress_record)
 fi
 PG_CONFIG=${PG_CONFIG:-pg_config}
 build=${FUZZ_BUILD:-$here/build}
