@@ -284,26 +284,6 @@ prepare_plans(void)
 		"   AND id::pg_catalog.uuid OPERATOR(pg_catalog.=) $4",
 		4, argtypes);
 
-	/* exactly-once mode's one row (see relay_store_progress_get()) */
-	store.progress_get_plan = spi_prepare_kept(
-		"SELECT transactional_id, topic, record_offset FROM inbox_outbox.relay_progress",
-		0, NULL);
-	argtypes[0] = TEXTOID;
-	argtypes[1] = TEXTOID;
-	store.progress_set_plan = spi_prepare_kept(
-		"INSERT INTO inbox_outbox.relay_progress (transactional_id, topic)"
-		" VALUES ($1, $2)"
-		" ON CONFLICT (single) DO UPDATE"
-		"   SET transactional_id = excluded.transactional_id, topic = excluded.topic,"
-		"       record_offset = NULL, since = pg_catalog.now()",
-		2, argtypes);
-	argtypes[0] = INT8OID;
-	store.progress_offset_plan = spi_prepare_kept(
-		"UPDATE inbox_outbox.relay_progress SET record_offset = $1",
-		1, argtypes);
-	store.progress_delete_plan = spi_prepare_kept(
-		"DELETE FROM inbox_outbox.relay_progress", 0, NULL);
-
 	/*
 	 * An id can be in the dead-letter table already: a dead letter copied
 	 * back into the outbox by hand keeps its old row there.  The newer
@@ -326,6 +306,26 @@ prepare_plans(void)
 		"       created_at = excluded.created_at, attempts = excluded.attempts,"
 		"       last_error = excluded.last_error, failed_at = excluded.failed_at",
 		4, argtypes);
+
+	/* exactly-once mode's one row (see relay_store_progress_get()) */
+	store.progress_get_plan = spi_prepare_kept(
+		"SELECT transactional_id, topic, record_offset FROM inbox_outbox.relay_progress",
+		0, NULL);
+	argtypes[0] = TEXTOID;
+	argtypes[1] = TEXTOID;
+	store.progress_set_plan = spi_prepare_kept(
+		"INSERT INTO inbox_outbox.relay_progress (transactional_id, topic)"
+		" VALUES ($1, $2)"
+		" ON CONFLICT (single) DO UPDATE"
+		"   SET transactional_id = excluded.transactional_id, topic = excluded.topic,"
+		"       record_offset = NULL, since = pg_catalog.now()",
+		2, argtypes);
+	argtypes[0] = INT8OID;
+	store.progress_offset_plan = spi_prepare_kept(
+		"UPDATE inbox_outbox.relay_progress SET record_offset = $1",
+		1, argtypes);
+	store.progress_delete_plan = spi_prepare_kept(
+		"DELETE FROM inbox_outbox.relay_progress", 0, NULL);
 }
 
 /* Payload, key and header bytes: what inbox_outbox.max_message_bytes limits. */
