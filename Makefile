@@ -40,7 +40,7 @@ OBJS = \
 # of inbox_outbox.so (always preloaded there) through the table that
 # src/relay_api.c hands it.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
-RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o \
+RELAY_OBJS = src/eos_stubs.o src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o \
 	src/progress_record.o \
 	$(COMMON_OBJS)
 
