@@ -40,8 +40,8 @@ OBJS = \
 # of inbox_outbox.so (always preloaded there) through the table that
 # src/relay_api.c hands it.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
-RELAY_OBJS = src/eos_stubs.o src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o \
-	src/progress_record.o \
+RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_headers.o \
+	src/progress_record.o src/relay_faults.o \
 	$(COMMON_OBJS)
 
 # librdkafka, as pkg-config finds it (set PKG_CONFIG_PATH for another copy).
@@ -76,7 +76,8 @@ PG_CFLAGS += -Werror
 endif
 
 EXTRA_CLEAN = tmp_check_regress tmp_check_isolation tmp_check_alone output_iso $(RELAY_LIB) $(RELAY_OBJS) $(RELAY_OBJS:.o=.bc) \
-	$(addprefix test/ulid_clock/test_ulid_clock,.o .bc $(DLSUFFIX))
+	$(addprefix test/ulid_clock/test_ulid_clock,.o .bc $(DLSUFFIX)) \
+	$(addprefix test/relay_faults/test_relay_faults,.o .bc $(DLSUFFIX))
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -105,6 +106,7 @@ uninstall-relay:
 # Test-only helpers, built in place and never installed.
 test-helpers:
 	$(MAKE) -C test/ulid_clock PG_CONFIG=$(PG_CONFIG) $(if $(WERROR),WERROR=1)
+	$(MAKE) -C test/relay_faults PG_CONFIG=$(PG_CONFIG) $(if $(WERROR),WERROR=1)
 	$(MAKE) -C test/mock_cluster
 
 installcheck: test-helpers

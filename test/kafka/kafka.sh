@@ -16,6 +16,7 @@
 #   kafka.sh status DIR                   exit 0 if it runs, 3 if not
 #   kafka.sh bootstrap DIR                print its address
 #   kafka.sh create-topic DIR TOPIC PARTITIONS [key=value ...]
+#   kafka.sh describe-topic DIR TOPIC       print its partition count and configuration overrides
 #
 # key=value arguments of "start" override the broker configuration and are
 # kept in DIR, so a later "start DIR" brings back the same broker on the same
@@ -314,6 +315,16 @@ status() {
 	fi
 }
 
+# Kafka's command-line tools log warnings only, to stderr.
+tools_log4j() {
+	printf '%s\n' "log4j.rootLogger=WARN, err" \
+		"log4j.appender.err=org.apache.log4j.ConsoleAppender" \
+		"log4j.appender.err.Target=System.err" \
+		"log4j.appender.err.layout=org.apache.log4j.PatternLayout" \
+		"log4j.appender.err.layout.ConversionPattern=%p %m (%c)%n" \
+		>"$1/tools-log4j.properties"
+}
+
 create_topic() {
 	local dir=$1 topic=$2 partitions=$3 addr kv out deadline
 	local -a configs=()
@@ -326,12 +337,7 @@ create_topic() {
 	dir=$(cd "$dir" && pwd)
 	addr=$(bootstrap "$dir")
 	fetch
-	printf '%s\n' "log4j.rootLogger=WARN, err" \
-		"log4j.appender.err=org.apache.log4j.ConsoleAppender" \
-		"log4j.appender.err.Target=System.err" \
-		"log4j.appender.err.layout=org.apache.log4j.PatternLayout" \
-		"log4j.appender.err.layout.ConversionPattern=%p %m (%c)%n" \
-		>"$dir/tools-log4j.properties"
+	tools_log4j "$dir"
 	# shellcheck disable=SC2086
 	"$java" $jvm_opts -cp "$cache/*" \
 		-Dlog4j.configuration="file:$dir/tools-log4j.properties" \
@@ -346,6 +352,22 @@ create_topic() {
 		((SECONDS < deadline)) || die "topic $topic has no leaders after 60 s"
 		sleep 0.2
 	done
+}
+
+# TopicCommand's summary line of the topic: "PartitionCount: N" and
+# "Configs: key=value,..." (the overrides the topic was created with).
+describe_topic() {
+	local dir=$1 topic=$2 addr
+	dir=$(cd "$dir" && pwd)
+	addr=$(bootstrap "$dir")
+	fetch
+	tools_log4j "$dir"
+	# shellcheck disable=SC2086
+	"$java" $jvm_opts -cp "$cache/*" \
+		-Dlog4j.configuration="file:$dir/tools-log4j.properties" \
+		org.apache.kafka.tools.TopicCommand --bootstrap-server "$addr" \
+		--describe --topic "$topic" | grep -E "^Topic: $topic\b.*PartitionCount" ||
+		die "could not describe topic $topic"
 }
 
 usage() {
@@ -366,5 +388,6 @@ stop:1) stop "$1" ;;
 status:1) status "$1" ;;
 bootstrap:1) bootstrap "$1" ;;
 create-topic:*) (($# >= 3)) || usage; create_topic "$@" ;;
+describe-topic:2) describe_topic "$@" ;;
 *) usage ;;
 esac

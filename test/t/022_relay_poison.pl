@@ -10,6 +10,11 @@
 # arrives with its original event id; outbox_discard drops the other.  A
 # row above inbox_outbox.max_message_bytes goes to the dead-letter table at
 # once, without reaching Kafka.
+#
+# 077_eos_poison.pl runs this file again with inbox_outbox.delivery =
+# 'exactly_once' (INBOX_OUTBOX_TEST_DELIVERY): the same rows end the same
+# way, each row failing inside a transaction that is aborted, and the
+# events that arrive arrive once.
 
 use strict;
 use warnings;
@@ -20,6 +25,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+my $delivery = $ENV{INBOX_OUTBOX_TEST_DELIVERY} // 'at_least_once';
 my $max_attempts = 3;
 my $partitions = 3;
 my $topic = 'poison_events';
@@ -36,7 +42,7 @@ my @elsewhere = grep { kafka_partition($_, $partitions) != $poison_partition }
 is_deeply(\@beside, [qw(K5 K6)], 'K5 and K6 hash to the partition of K1');
 
 my $kafka = InboxOutbox::Kafka->new(
-	name => 'poison',
+	name => "poison_$delivery",
 	config => {
 		'auto.create.topics.enable' => 'false',
 		'message.max.bytes' => '100000',
@@ -52,7 +58,9 @@ my $node = relay_node(
 	conf => qq{
 inbox_outbox.max_attempts = $max_attempts
 inbox_outbox.retry_backoff = '3s'
-});
+} . ($delivery eq 'exactly_once' ? "inbox_outbox.delivery = 'exactly_once'\n" : ''));
+is($node->safe_psql('postgres', 'SELECT delivery FROM inbox_outbox.relay_status'),
+	$delivery, "the relay delivers $delivery") if $delivery ne 'at_least_once';
 
 # Everything in one transaction, so that the first round holds every row:
 # K1's head (200,000 bytes) and three more K1 events, K3's head to the
@@ -126,7 +134,14 @@ sub check_events
 		is_deeply($r->{first}{$key} // [], $expected->{$key},
 			"$name: $key: every event present, in id order");
 	}
-	note("$name: $r->{duplicates} redelivered message(s)");
+	if ($delivery eq 'exactly_once')
+	{
+		is($r->{duplicates}, 0, "$name: no event arrived twice");
+	}
+	else
+	{
+		note("$name: $r->{duplicates} redelivered message(s)");
+	}
 	return;
 }
 

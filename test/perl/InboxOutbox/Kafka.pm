@@ -215,6 +215,27 @@ sub create_topic
 
 =pod
 
+=item $kafka->describe_topic(TOPIC)
+
+The topic as Kafka's TopicCommand describes it: a hash of partitions (the
+count) and config (the configuration overrides, name => value).  Dies if
+there is no such topic.
+
+=cut
+
+sub describe_topic
+{
+	my ($self, $topic) = @_;
+	my ($ok, $out, $err) = _run_kafka_sh(120, 'describe-topic', $self->{dir}, $topic);
+	die "could not describe topic $topic:\n$err" unless $ok;
+	my ($partitions) = $out =~ /PartitionCount: (\d+)/;
+	my ($configs) = $out =~ /Configs: ?(\S*)/;
+	my %config = map { split /=/, $_, 2 } grep { $_ ne '' } split /,/, $configs // '';
+	return { partitions => $partitions, config => \%config };
+}
+
+=pod
+
 =item $kafka->partition_count(TOPIC)
 
 The number of partitions the broker reports for TOPIC; 0 if it has no such
@@ -377,6 +398,97 @@ sub kcat_consume
 			$a->{partition} <=> $b->{partition}
 			  || $a->{offset} <=> $b->{offset}
 	} @$messages ];
+}
+
+=pod
+
+=item $kafka->consume_raw(TOPIC, isolation => LEVEL, min => N, timeout => SECONDS, partition => N)
+
+Like consume(), for keys and values that are any bytes (a progress record,
+say) and for large topics: kcat prints each message with the lengths of its
+key and value ahead of them (-f) instead of as JSON, which is exact for
+binary data and much faster to read.  Each message is a hash: partition,
+offset, timestamp, key, value (undef for null) and headers (name => value,
+read from kcat's "n=v,..." list, so header values must hold neither a comma
+nor a newline; the event_id header never does).
+
+=item InboxOutbox::Kafka::kcat_consume_raw(BOOTSTRAP, TOPIC, ...)
+
+The same for any cluster.
+
+=cut
+
+sub consume_raw
+{
+	my ($self, @args) = @_;
+	return kcat_consume_raw($self->{bootstrap}, @args);
+}
+
+sub kcat_consume_raw
+{
+	my ($bootstrap, $topic, %opts) = @_;
+	my $isolation = $opts{isolation} // 'read_committed';
+	my $min = $opts{min} // 0;
+	my $timeout = $opts{timeout} // 60;
+	my $deadline = time() + $timeout;
+	my @cmd = (
+		'kcat', '-C', '-b', $bootstrap, '-t', $topic,
+		'-o', 'beginning', '-e', '-q', '-m', '5',
+		'-X', "isolation.level=$isolation",
+		'-f', '%p %o %T %K %S\n%k%s\n%h\n');
+	push @cmd, '-p', $opts{partition} if defined $opts{partition};
+
+	my ($messages, $err);
+	while (1)
+	{
+		my ($ok, $out);
+		($ok, $out, $err) = _run($timeout + 60, \@cmd);
+		$messages = $ok ? _parse_raw($out) : [];
+		last if ($ok && @$messages >= $min) || time() >= $deadline;
+		sleep(0.2);
+	}
+	note("consume $topic: kcat failed: $err") if $err ne '';
+	return [ sort {
+			$a->{partition} <=> $b->{partition}
+			  || $a->{offset} <=> $b->{offset}
+	} @$messages ];
+}
+
+# Messages as kcat prints them with consume_raw()'s format.
+sub _parse_raw
+{
+	my ($out) = @_;
+	my @messages;
+	my $pos = 0;
+	while ($pos < length($out))
+	{
+		my $eol = index($out, "\n", $pos);
+		die "kcat output ends inside a message" if $eol < 0;
+		my ($partition, $offset, $ts, $klen, $vlen) =
+		  split / /, substr($out, $pos, $eol - $pos);
+		die "unexpected kcat output at byte $pos" unless defined $vlen;
+		$pos = $eol + 1;
+		my $key = $klen >= 0 ? substr($out, $pos, $klen) : undef;
+		$pos += $klen if $klen > 0;
+		my $value = $vlen >= 0 ? substr($out, $pos, $vlen) : undef;
+		$pos += $vlen if $vlen > 0;
+		die "unexpected kcat output at byte $pos" unless substr($out, $pos, 1) eq "\n";
+		$eol = index($out, "\n", $pos + 1);
+		die "kcat output ends inside a message" if $eol < 0;
+		my %headers = map { my ($n, $v) = split /=/, $_, 2; ($n => $v) }
+		  split /,/, substr($out, $pos + 1, $eol - $pos - 1);
+		$pos = $eol + 1;
+		push @messages,
+		  {
+			partition => $partition,
+			offset => $offset,
+			timestamp => $ts,
+			key => $key,
+			value => $value,
+			headers => \%headers,
+		  };
+	}
+	return \@messages;
 }
 
 =pod

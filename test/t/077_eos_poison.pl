@@ -1,0 +1,13 @@
+# Poison rows inside Kafka transactions: 022_relay_poison.pl again, with
+# inbox_outbox.delivery = 'exactly_once'.  Oversize, unsendable and
+# broker-refused rows end in the dead-letter table as in at-least-once
+# mode, the other keys are not held back, and what arrives arrives once.
+use strict;
+use warnings;
+
+use File::Basename qw(dirname);
+
+$ENV{INBOX_OUTBOX_TEST_DELIVERY} = 'exactly_once';
+my $file = dirname(__FILE__) . '/022_relay_poison.pl';
+do $file;
+die "$file: $@" if $@;
