@@ -716,7 +716,7 @@ relay_create_producer(void)
 
 	PG_TRY();
 	{
-		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config, client_id);
+		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config, client_id, NULL);
 	}
 	PG_CATCH();
 	{
