@@ -41,7 +41,7 @@ OBJS = \
 # src/relay_api.c hands it.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
 RELAY_OBJS = src/relay.o src/relay_store.o src/kafka.o src/kafka_client.o \
-	src/kafka_headers.o $(COMMON_OBJS)
+	src/kafka_headers.o src/relay_progress.o $(COMMON_OBJS)
 
 # librdkafka, as pkg-config finds it (set PKG_CONFIG_PATH for another copy).
 PKG_CONFIG ?= pkg-config
