@@ -7,41 +7,50 @@
  * PostgreSQL, so every callback here only records into plain C memory owned
  * by the KafkaProducer: the delivery callback stores each message's outcome
  * in a results array indexed by the message's position in the relay's
- * round, the error callback keeps the latest error, and the log callback
- * queues lines.  All callbacks run inside rd_kafka_poll() on the relay's
- * own thread (logs are routed to the main queue with log.queue), and the
- * queued log lines are reported with ereport() only after rd_kafka_poll()
- * has returned.
+ * round (the progress record of exactly-once mode has a slot of its own),
+ * the error callback keeps the latest error, and the log callback queues
+ * lines.  All callbacks run inside rd_kafka_poll() on the relay's own
+ * thread (logs are routed to the main queue with log.queue), or inside the
+ * transactional calls, which serve the main queue the same way; the queued
+ * log lines are reported with ereport() only after those have returned.
  *
  * The relay sleeps in WaitLatchOrSocket() on a pipe that librdkafka writes
  * to when an event arrives on the main queue (rd_kafka_queue_io_event_enable),
  * so delivery reports wake it as promptly as its latch does.
  *
- * Producer settings that the relay's promises rest on are applied after the
- * user's inbox_outbox.kafka_config and cannot be overridden:
+ * The producer's configuration is built by kafka_client.c: a few defaults,
+ * then the user's inbox_outbox.kafka_config, then the settings the relay's
+ * promises rest on, which cannot be overridden.  Both modes get:
  *  - enable.idempotence=true (acks=all, ordered retries without duplicates
  *    inside the broker);
+ *  - partitioner=murmur2_random: keyed messages land on the partition the
+ *    Java client would choose;
+ *  - delivery.report.only.error=false: a row leaves the outbox only on a
+ *    successful delivery report.
+ *
+ * The idempotent producer of at-least-once mode also gets:
  *  - enable.gapless.guarantee=true: a message that fails for good makes the
  *    producer fail fatally instead of letting later messages of the same
  *    partition through, so a key's later event can never overtake an
  *    earlier failed one; the relay then recreates the producer;
  *  - message.timeout.ms=0: messages never time out, since a timeout is the
  *    one failure gapless delivery does not cover.  A broker outage leaves
- *    messages queued (bounded by the relay's batch) until it ends;
- *  - partitioner=murmur2_random: keyed messages land on the partition the
- *    Java client would choose;
- *  - delivery.report.only.error=false: a row leaves the outbox only on a
- *    successful delivery report;
- *  - internal.termination.signal=0: librdkafka would otherwise install its
- *    own handler for that signal, over PostgreSQL's;
- *  - test.mock.num.brokers=0: a mock cluster inside the process would
- *    acknowledge every event and deliver none.
+ *    messages queued (bounded by the relay's batch) until it ends.
  *
- * The user's properties are parsed by kafka_config.c, which also says which
- * ones are refused: those the relay sets (above), and, unless
- * inbox_outbox.allow_unsafe_kafka_properties is on, those that make
- * librdkafka run a program or load code.  No message here quotes the value
- * of a property kafka_config.c calls secret.
+ * The transactional producer of exactly-once mode (docs/exactly_once.md,
+ * section 11) instead gets its transactional.id, no gapless guarantee (a
+ * permanent error inside a transaction makes the transaction abortable,
+ * and an abort leaves no gap), and message.timeout.ms equal to
+ * transaction.timeout.ms, which is 60000 unless kafka_config sets it:
+ * librdkafka refuses a larger message timeout, and 0 would leave a round
+ * stuck in an outage to the coordinator's timeout, which fences the relay.
+ * A message that times out there was not sent: the transaction aborts and
+ * its rows are read again.
+ *
+ * Each transactional call is one step of at most 100 ms (the relay calls
+ * again after a retriable timeout, which librdkafka documents as resuming
+ * the call), and its answer is sorted into the few classes of
+ * KafkaTxnAnswer that decide what the relay does next (section 7).
  *
  *-------------------------------------------------------------------------
  */
@@ -50,52 +59,62 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "kafka.h"
-#include "kafka_config.h"
-#include "relay_api.h"
+#include "kafka_client.h"
 
-#define KAFKA_LOG_LINES		32
-#define KAFKA_LOG_LEN		512
 #define KAFKA_ERROR_LEN		256
+
+/* The step of a blocking transactional call. */
+#define KAFKA_TXN_STEP_MS	100
+
+/* What the user's kafka_config does not change, transaction.timeout.ms */
+#define KAFKA_TXN_TIMEOUT_DEFAULT	"60000"
+
+/*
+ * The opaque of the progress record's message.  The rows of a round are
+ * numbered from 0, so it is no row's.
+ */
+#define KAFKA_RECORD_INDEX	((intptr_t) -1)
 
 struct KafkaProducer
 {
 	rd_kafka_t *rk;
 	int			pipefd[2];
+	bool		transactional;
+	int			transaction_timeout_ms; /* 0 unless transactional */
 
 	/* written by callbacks */
 	KafkaResult *results;
 	int			nresults;
 	int			outstanding;
+	KafkaResult record_result;	/* the round's progress record */
+	int64		record_offset;
 
-	int			nlog;
-	int			log_level[KAFKA_LOG_LINES];
-	char		log_line[KAFKA_LOG_LINES][KAFKA_LOG_LEN];
-	int			log_dropped;
+	KafkaLog	log;
 
 	bool		brokers_down;
 	bool		error_new;
 	char		error[KAFKA_ERROR_LEN];
+
+	/* producev() answered _STATE in this round */
+	bool		txn_failed;
 };
 
 /*
  * The class of a delivery error.  A purge, a fatal error of the producer
  * (which fails every message in flight) and the producer's destruction say
  * nothing about the message itself: it was not sent, and that costs it no
- * attempt.
+ * attempt.  Inside a transaction neither does a timeout, which an outage
+ * causes and which aborts the transaction anyway.
  */
 static KafkaOutcome
-classify(rd_kafka_resp_err_t err)
+classify(KafkaProducer *producer, rd_kafka_resp_err_t err)
 {
 	switch (err)
 	{
@@ -106,6 +125,33 @@ classify(rd_kafka_resp_err_t err)
 		case RD_KAFKA_RESP_ERR__FATAL:
 		case RD_KAFKA_RESP_ERR__DESTROY:
 			return KAFKA_NOT_SENT;
+		case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+			return producer->transactional ? KAFKA_NOT_SENT : KAFKA_FAILED;
+		default:
+			return KAFKA_FAILED;
+	}
+}
+
+/*
+ * The class of an error with which producev() refuses a message before
+ * queueing it.  In a transaction, _STATE means that the transaction failed
+ * already (an earlier message's error, or a fatal error), and _FATAL that
+ * the producer did: either says nothing about this message.
+ */
+static KafkaOutcome
+classify_refusal(KafkaProducer *producer, rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+			return KAFKA_REJECTED;
+		case RD_KAFKA_RESP_ERR__STATE:
+			if (!producer->transactional)
+				return KAFKA_FAILED;
+			producer->txn_failed = true;
+			return KAFKA_NOT_SENT;
+		case RD_KAFKA_RESP_ERR__FATAL:
+			return producer->transactional ? KAFKA_NOT_SENT : KAFKA_FAILED;
 		default:
 			return KAFKA_FAILED;
 	}
@@ -115,7 +161,12 @@ static void
 set_result(KafkaProducer *producer, intptr_t index, KafkaOutcome outcome,
 		   rd_kafka_resp_err_t err)
 {
-	if (index >= 0 && index < producer->nresults)
+	if (index == KAFKA_RECORD_INDEX)
+	{
+		producer->record_result.outcome = outcome;
+		producer->record_result.err = (int) err;
+	}
+	else if (index >= 0 && index < producer->nresults)
 	{
 		producer->results[index].outcome = outcome;
 		producer->results[index].err = (int) err;
@@ -126,8 +177,11 @@ static void
 delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	KafkaProducer *producer = (KafkaProducer *) opaque;
+	intptr_t	index = (intptr_t) msg->_private;
 
-	set_result(producer, (intptr_t) msg->_private, classify(msg->err), msg->err);
+	set_result(producer, index, classify(producer, msg->err), msg->err);
+	if (index == KAFKA_RECORD_INDEX && msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		producer->record_offset = msg->offset;
 	producer->outstanding--;
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		producer->brokers_down = false;
@@ -150,157 +204,24 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	KafkaProducer *producer = (KafkaProducer *) rd_kafka_opaque(rk);
 
-	if (producer->nlog >= KAFKA_LOG_LINES)
-	{
-		producer->log_dropped++;
-		return;
-	}
-	producer->log_level[producer->nlog] = level;
-	snprintf(producer->log_line[producer->nlog], KAFKA_LOG_LEN, "%s: %s", fac, buf);
-	producer->nlog++;
-}
-
-static void
-set_property(rd_kafka_conf_t *conf, const char *name, const char *value)
-{
-	char		errstr[512];
-
-	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
-		return;
-
-	rd_kafka_conf_destroy(conf);
-	/* librdkafka's message may quote the value */
-	if (kafka_property_is_secret(name))
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("invalid Kafka producer property \"%s\"", name),
-				errdetail("librdkafka refused its value, which is not shown because it is secret."));
-	ereport(ERROR,
-			errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			errmsg("invalid Kafka producer property \"%s\"", name),
-			errdetail("%s", errstr));
-}
-
-/* Apply one entry of the user's configuration; conf is destroyed on error. */
-static bool
-apply_property(void *arg, const char *name, const char *value,
-			   char *errbuf, size_t errlen)
-{
-	rd_kafka_conf_t *conf = (rd_kafka_conf_t *) arg;
-
-	if (kafka_property_value_exposes_secrets(name, value))
-	{
-		rd_kafka_conf_destroy(conf);
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("Kafka property \"%s\" has a value that is not allowed", name),
-				errdetail("It asks librdkafka to log its configuration, secrets included."),
-				errhint("Name the debug contexts you need other than \"all\" and \"conf\"."));
-	}
-
-	switch (kafka_property_class(name))
-	{
-		case KAFKA_PROPERTY_ORDINARY:
-			break;
-		case KAFKA_PROPERTY_UNSAFE:
-			if (*relay_api->allow_unsafe_kafka_properties)
-				break;
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					errmsg("Kafka property \"%s\" is not allowed", name),
-					errdetail("It runs a program or loads code into the server."),
-					errhint("Set inbox_outbox.allow_unsafe_kafka_properties = on in postgresql.conf and restart the server to allow it."));
-			break;
-		case KAFKA_PROPERTY_RESERVED:
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("Kafka property \"%s\" cannot be set", name),
-					errdetail("The relay sets this property itself, because its delivery guarantees or its process depend on it."),
-					(strcmp(name, "bootstrap.servers") == 0 ||
-					 strcmp(name, "metadata.broker.list") == 0) ?
-					errhint("Set inbox_outbox.brokers instead.") : 0);
-			break;
-	}
-	set_property(conf, name, value);
-	return true;
+	kafka_log_add(&producer->log, level, fac, buf);
 }
 
 /*
- * Apply the user's "name=value" entries; origin names where they come from
- * in a syntax error.  list is scribbled on.
+ * transactional.id given: a transactional producer; otherwise the
+ * idempotent producer of at-least-once mode.
  */
-static void
-apply_properties(rd_kafka_conf_t *conf, char *list, const char *origin)
-{
-	char		errbuf[256];
-
-	if (!kafka_config_parse(list, apply_property, conf, errbuf, sizeof(errbuf)))
-	{
-		rd_kafka_conf_destroy(conf);
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("invalid entry in %s", origin),
-				errdetail("%s", errbuf),
-				errhint("Write librdkafka properties as name=value, separated by semicolons or newlines."));
-	}
-}
-
-static void
-apply_extra_config(rd_kafka_conf_t *conf, const char *extra)
-{
-	if (extra == NULL || extra[0] == '\0')
-		return;
-
-	if (extra[0] == '/')
-	{
-		FILE	   *file = AllocateFile(extra, "r");
-		StringInfoData buf;
-		char		chunk[1024];
-		size_t		n;
-
-		if (file == NULL)
-		{
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					errcode_for_file_access(),
-					errmsg("could not open file \"%s\" named by inbox_outbox.kafka_config: %m",
-						   extra));
-		}
-		initStringInfo(&buf);
-		while ((n = fread(chunk, 1, sizeof(chunk), file)) > 0)
-			appendBinaryStringInfo(&buf, chunk, n);
-		FreeFile(file);
-
-		/* the parser would stop at a zero byte and drop what follows it */
-		if (strlen(buf.data) != (size_t) buf.len)
-		{
-			rd_kafka_conf_destroy(conf);
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("file \"%s\" named by inbox_outbox.kafka_config contains a zero byte",
-						   extra));
-		}
-		apply_properties(conf, buf.data, "the file named by inbox_outbox.kafka_config");
-		pfree(buf.data);
-	}
-	else
-	{
-		char	   *copy = pstrdup(extra);
-
-		apply_properties(conf, copy, "inbox_outbox.kafka_config");
-		pfree(copy);
-	}
-}
-
 KafkaProducer *
 kafka_producer_create(const char *brokers, const char *extra_config,
-					  const char *client_id)
+					  const char *client_id, const char *transactional_id)
 {
+	const KafkaClientKind kind = KAFKA_CLIENT_PRODUCER;
 	KafkaProducer *producer;
 	rd_kafka_conf_t *conf;
 	char		errstr[512];
+	char		value[32];
+	size_t		value_len = sizeof(value);
+	int			transaction_timeout_ms = 0;
 	rd_kafka_queue_t *mainq;
 
 	/*
@@ -310,27 +231,42 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	conf = rd_kafka_conf_new();
 
 	/* tunable defaults, which inbox_outbox.kafka_config may change */
-	set_property(conf, "client.id", client_id);
-	set_property(conf, "linger.ms", "0");
-	set_property(conf, "queue.buffering.max.kbytes", "131072");
-	set_property(conf, "topic.metadata.propagation.max.ms", "2000");
-	set_property(conf, "socket.keepalive.enable", "true");
+	kafka_conf_set(conf, kind, "client.id", client_id);
+	kafka_conf_set(conf, kind, "linger.ms", "0");
+	kafka_conf_set(conf, kind, "queue.buffering.max.kbytes", "131072");
+	kafka_conf_set(conf, kind, "topic.metadata.propagation.max.ms", "2000");
+	kafka_conf_set(conf, kind, "socket.keepalive.enable", "true");
+	if (transactional_id != NULL)
+		kafka_conf_set(conf, kind, "transaction.timeout.ms", KAFKA_TXN_TIMEOUT_DEFAULT);
 
-	apply_extra_config(conf, extra_config);
+	kafka_conf_apply(conf, kind, brokers, extra_config);
 
 	/* what the relay's guarantees rest on */
-	set_property(conf, "bootstrap.servers", brokers);
-	set_property(conf, "enable.idempotence", "true");
-	set_property(conf, "acks", "all");
-	set_property(conf, "enable.gapless.guarantee", "true");
-	set_property(conf, "message.timeout.ms", "0");
-	set_property(conf, "partitioner", "murmur2_random");
-	set_property(conf, "log.queue", "true");
-	set_property(conf, "delivery.report.only.error", "false");
-	set_property(conf, "internal.termination.signal", "0");
-	set_property(conf, "test.mock.num.brokers", "0");
+	kafka_conf_set(conf, kind, "enable.idempotence", "true");
+	kafka_conf_set(conf, kind, "acks", "all");
+	kafka_conf_set(conf, kind, "partitioner", "murmur2_random");
+	kafka_conf_set(conf, kind, "delivery.report.only.error", "false");
+	if (transactional_id == NULL)
+	{
+		kafka_conf_set(conf, kind, "enable.gapless.guarantee", "true");
+		kafka_conf_set(conf, kind, "message.timeout.ms", "0");
+	}
+	else
+	{
+		if (rd_kafka_conf_get(conf, "transaction.timeout.ms", value, &value_len) != RD_KAFKA_CONF_OK)
+		{
+			rd_kafka_conf_destroy(conf);
+			elog(ERROR, "could not read back librdkafka's transaction.timeout.ms");
+		}
+		transaction_timeout_ms = atoi(value);
+		kafka_conf_set(conf, kind, "transactional.id", transactional_id);
+		kafka_conf_set(conf, kind, "message.timeout.ms", value);
+	}
 
 	producer = MemoryContextAllocZero(TopMemoryContext, sizeof(KafkaProducer));
+	producer->transactional = (transactional_id != NULL);
+	producer->transaction_timeout_ms = transaction_timeout_ms;
+	producer->record_offset = -1;
 	if (pipe(producer->pipefd) != 0)
 	{
 		rd_kafka_conf_destroy(conf);
@@ -368,6 +304,19 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	return producer;
 }
 
+bool
+kafka_is_transactional(KafkaProducer *producer)
+{
+	return producer->transactional;
+}
+
+/* transaction.timeout.ms of a transactional producer; 0 otherwise */
+int
+kafka_transaction_timeout_ms(KafkaProducer *producer)
+{
+	return producer->transaction_timeout_ms;
+}
+
 /*
  * Purge what is still queued or in flight and serve the resulting delivery
  * reports for up to timeout_ms.  Purged messages report an error, so their
@@ -390,14 +339,23 @@ kafka_purge(KafkaProducer *producer, int timeout_ms)
 	}
 }
 
-/* Purge, then destroy the producer. */
+/*
+ * Destroy the producer.  The idempotent producer purges first, waiting up
+ * to timeout_ms for the purged messages' reports.  A transactional one is
+ * destroyed at once, whatever is in flight: the rows of an open transaction
+ * stay in the outbox whether it is aborted or not, and the next
+ * init_transactions() of its transactional id settles it (an abort, when
+ * the relay has time for one, is the caller's, with kafka_txn_abort()).
+ * librdkafka's own destruction sends nothing and waits for no broker.
+ */
 void
 kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
 {
 	if (producer == NULL)
 		return;
 
-	kafka_purge(producer, timeout_ms);
+	if (!producer->transactional)
+		kafka_purge(producer, timeout_ms);
 	producer->results = NULL;
 	producer->nresults = 0;
 	rd_kafka_destroy(producer->rk);
@@ -418,8 +376,13 @@ kafka_begin_round(KafkaProducer *producer, KafkaResult *results, int nmessages)
 	memset(results, 0, sizeof(KafkaResult) * nmessages);
 	producer->results = results;
 	producer->nresults = nmessages;
+	producer->record_result.outcome = KAFKA_PENDING;
+	producer->record_result.err = 0;
+	producer->record_offset = -1;
+	producer->txn_failed = false;
 }
 
+/* Messages of the round, the progress record included, without a report. */
 int
 kafka_outstanding(KafkaProducer *producer)
 {
@@ -429,10 +392,12 @@ kafka_outstanding(KafkaProducer *producer)
 /*
  * Produce one message; its outcome arrives in results[index], at once if
  * librdkafka refuses it outright: KAFKA_REJECTED for a message above the
- * producer's message.max.bytes, KAFKA_FAILED otherwise (a topic it has
- * learnt does not exist, say, which may yet be created).  Returns false
- * only if librdkafka's queue is full: then the caller waits, serving
- * delivery reports, and tries again.
+ * producer's message.max.bytes, KAFKA_NOT_SENT when the transaction or the
+ * producer has failed already (transactional producer; see
+ * kafka_txn_failed()), KAFKA_FAILED otherwise (a topic it has learnt does
+ * not exist, say, which may yet be created).  Returns false only if
+ * librdkafka's queue is full: then the caller waits, serving delivery
+ * reports, and tries again.
  */
 bool
 kafka_produce(KafkaProducer *producer, int index, const char *topic,
@@ -465,16 +430,187 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 	rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return false;
-	set_result(producer, index,
-			   err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? KAFKA_REJECTED : KAFKA_FAILED,
-			   err);
+	set_result(producer, index, classify_refusal(producer, err), err);
 	return true;
 }
 
 /*
- * librdkafka warns at every producer's start that enable.gapless.guarantee
- * is experimental.  The relay sets it on purpose (see the top of this
- * file), so the warning says nothing to whoever reads the log.
+ * Produce the round's progress record to partition 0 of topic (the relay's
+ * own partition of the progress topic, whatever the topic's partitioner
+ * would choose).  Its outcome goes to the record's slot, read with
+ * kafka_record_result(), by the same rules as a row's.
+ */
+bool
+kafka_produce_record(KafkaProducer *producer, const char *topic,
+					 const char *key, size_t key_len,
+					 const char *value, size_t value_len)
+{
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_producev(producer->rk,
+							RD_KAFKA_V_TOPIC(topic),
+							RD_KAFKA_V_PARTITION(0),
+							RD_KAFKA_V_KEY(key, key_len),
+							RD_KAFKA_V_VALUE((void *) value, value_len),
+							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							RD_KAFKA_V_OPAQUE((void *) KAFKA_RECORD_INDEX),
+							RD_KAFKA_V_END);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		producer->outstanding++;
+		return true;
+	}
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return false;
+	set_result(producer, KAFKA_RECORD_INDEX, classify_refusal(producer, err), err);
+	return true;
+}
+
+KafkaResult
+kafka_record_result(KafkaProducer *producer, int64 *offset)
+{
+	if (offset != NULL)
+		*offset = producer->record_offset;
+	return producer->record_result;
+}
+
+bool
+kafka_txn_failed(KafkaProducer *producer)
+{
+	return producer->txn_failed;
+}
+
+/* Whether err says that another producer took our transactional id. */
+static bool
+is_fencing(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__FENCED ||
+		err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+		err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/*
+ * Whether err, from init_transactions(), is a refusal that only a change
+ * of the settings or of the cluster can lift.
+ */
+static bool
+is_refusal(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+		err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+		err == RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT ||
+		err == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE;
+}
+
+/*
+ * Sort the answer of a transactional call (docs/exactly_once.md, section
+ * 7), write "NAME: reason" into errbuf unless it is DONE, and free it.
+ *
+ * Fatal comes first: a fatal error is neither retriable nor abortable, and
+ * a call made after the producer failed fatally may answer _STATE without
+ * a flag, so the producer's own fatal error is looked at too.  At
+ * init_transactions(), an error that is neither retriable nor fatal would
+ * come back at every attempt: it is a refusal as well.
+ */
+static KafkaTxnAnswer
+txn_answer(KafkaProducer *producer, rd_kafka_error_t *error, bool init,
+		   char *errbuf, size_t len)
+{
+	rd_kafka_resp_err_t code;
+	char		fatal[KAFKA_ERROR_LEN];
+	rd_kafka_resp_err_t fatal_code;
+	KafkaTxnAnswer answer;
+
+	/* log lines and delivery reports served by the call */
+	kafka_serve(producer);
+
+	if (error == NULL)
+	{
+		producer->brokers_down = false;
+		return KAFKA_TXN_DONE;
+	}
+
+	code = rd_kafka_error_code(error);
+	snprintf(errbuf, len, "%s: %s",
+			 rd_kafka_error_name(error), rd_kafka_error_string(error));
+	fatal_code = rd_kafka_fatal_error(producer->rk, fatal, sizeof(fatal));
+
+	if (rd_kafka_error_is_fatal(error) || fatal_code != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		if (!rd_kafka_error_is_fatal(error))
+		{
+			/* the producer's fatal error says more than _STATE */
+			code = fatal_code;
+			snprintf(errbuf, len, "%s: %s", rd_kafka_err2name(fatal_code), fatal);
+		}
+		if (is_fencing(code))
+			answer = KAFKA_TXN_FENCED;
+		else if (init && is_refusal(code))
+			answer = KAFKA_TXN_REFUSED;
+		else
+			answer = KAFKA_TXN_FATAL;
+	}
+	else if (rd_kafka_error_is_retriable(error))
+		answer = KAFKA_TXN_RETRY;
+	else if (rd_kafka_error_txn_requires_abort(error))
+		answer = KAFKA_TXN_ABORT;
+	else if (init)
+		answer = KAFKA_TXN_REFUSED;
+	else
+		answer = KAFKA_TXN_FATAL;
+
+	rd_kafka_error_destroy(error);
+	return answer;
+}
+
+KafkaTxnAnswer
+kafka_txn_init(KafkaProducer *producer, char *errbuf, size_t len)
+{
+	Assert(producer->transactional);
+	return txn_answer(producer,
+					  rd_kafka_init_transactions(producer->rk, KAFKA_TXN_STEP_MS),
+					  true, errbuf, len);
+}
+
+KafkaTxnAnswer
+kafka_txn_begin(KafkaProducer *producer, char *errbuf, size_t len)
+{
+	Assert(producer->transactional);
+	return txn_answer(producer, rd_kafka_begin_transaction(producer->rk),
+					  false, errbuf, len);
+}
+
+/*
+ * The commit first flushes what is still in flight; the relay has waited
+ * for every delivery report before it commits, so that returns at once.
+ */
+KafkaTxnAnswer
+kafka_txn_commit(KafkaProducer *producer, char *errbuf, size_t len)
+{
+	Assert(producer->transactional);
+	return txn_answer(producer,
+					  rd_kafka_commit_transaction(producer->rk, KAFKA_TXN_STEP_MS),
+					  false, errbuf, len);
+}
+
+/*
+ * The abort purges what is still in flight; the purged messages' reports
+ * (KAFKA_NOT_SENT) are served here, in txn_answer().
+ */
+KafkaTxnAnswer
+kafka_txn_abort(KafkaProducer *producer, char *errbuf, size_t len)
+{
+	Assert(producer->transactional);
+	return txn_answer(producer,
+					  rd_kafka_abort_transaction(producer->rk, KAFKA_TXN_STEP_MS),
+					  false, errbuf, len);
+}
+
+/*
+ * librdkafka warns at every idempotent producer's start that
+ * enable.gapless.guarantee is experimental.  The relay sets it on purpose
+ * (see the top of this file), so the warning says nothing to whoever reads
+ * the log.
  */
 static bool
 expected_warning(const char *line)
@@ -495,16 +631,7 @@ kafka_serve(KafkaProducer *producer)
 	while (read(producer->pipefd[0], drain, sizeof(drain)) > 0)
 		;
 	rd_kafka_poll(producer->rk, 0);
-
-	for (int i = 0; i < producer->nlog; i++)
-		ereport(producer->log_level[i] <= 4 && !expected_warning(producer->log_line[i]) ?
-				LOG : DEBUG1,
-				errmsg_internal("librdkafka: %s", producer->log_line[i]));
-	if (producer->log_dropped > 0)
-		ereport(LOG,
-				errmsg_internal("librdkafka: %d log lines dropped", producer->log_dropped));
-	producer->nlog = 0;
-	producer->log_dropped = 0;
+	kafka_log_report(&producer->log, expected_warning);
 }
 
 /* The descriptor to wait on for librdkafka events. */
@@ -518,6 +645,25 @@ bool
 kafka_fatal_error(KafkaProducer *producer, char *buf, size_t len)
 {
 	return rd_kafka_fatal_error(producer->rk, buf, len) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Whether the producer failed fatally because it was fenced. */
+bool
+kafka_fenced(KafkaProducer *producer)
+{
+	char		buf[KAFKA_ERROR_LEN];
+
+	return is_fencing(rd_kafka_fatal_error(producer->rk, buf, sizeof(buf)));
+}
+
+/* Whether a message failed for its size, in the producer or the broker. */
+bool
+kafka_result_too_large(const KafkaResult *result)
+{
+	rd_kafka_resp_err_t err = (rd_kafka_resp_err_t) result->err;
+
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+		err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
 }
 
 bool

@@ -79,7 +79,10 @@ static const char *const reserved_properties[] = {
 	"metadata.broker.list",
 	/* an in-process mock cluster would swallow every event */
 	"test.mock.num.brokers",
-	/* idempotent, gapless, never timed out: see kafka.c */
+	/*
+	 * idempotent, gapless, never timed out (at least once), or timed out
+	 * with the transaction (exactly once): see kafka.c
+	 */
 	"enable.idempotence",
 	"enable.gapless.guarantee",
 	"acks",
@@ -94,7 +97,10 @@ static const char *const reserved_properties[] = {
 	"delivery.report.only.error",
 	/* librdkafka would install a handler over PostgreSQL's for the signal */
 	"internal.termination.signal",
-	/* a transactional producer needs calls the relay does not make */
+	/*
+	 * The relay's identity in exactly-once mode, derived from the server and
+	 * the database; an idempotent producer must not have one
+	 */
 	"transactional.id",
 };
 
