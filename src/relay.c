@@ -167,6 +167,8 @@ typedef struct Relay
 	uint64		txn_round;		/* transactions begun by this process */
 	TimestampTz txn_began;		/* when the open transaction began */
 	TimestampTz last_commit;	/* when the last commit returned */
+	int64		last_record;	/* offset of our last committed record, or -1 */
+	bool		check_takeover; /* see relay_taken_over() */
 	MemoryContext work_context; /* recovery's memory; reset each time */
 } Relay;
 
@@ -906,7 +908,42 @@ relay_txn_fenced(const char *error)
 				   error),
 			errdetail("The producer is recreated and its last transaction recovered."));
 	relay_record_error(error);
+	relay.check_takeover = true;
 	return TXN_LOST;
+}
+
+/*
+ * After the coordinator aborted a transaction of ours for its age, another
+ * relay may have taken the id meanwhile (and been fenced in turn by the
+ * abort's epoch bump, which librdkafka reports as the same error).  Its
+ * records then follow our last one: stop as fenced rather than take the id
+ * back.  Read before our own init_transactions(), which would fence it.
+ */
+static void
+relay_check_takeover(void)
+{
+	char		errbuf[RELAY_ERROR_LEN];
+	char	   *client_id = psprintf("inbox_outbox-%s", relay.database_name);
+	char	   *value;
+	size_t		len;
+	int64		offset;
+	ProgressRecord rec;
+	const char *problem;
+
+	if (!relay.check_takeover)
+		return;
+	relay.check_takeover = false;
+	/* a record of our own to compare with: an earlier relay's may follow none */
+	if (relay.last_record < 0)
+		return;
+	if (relay_progress_find_last(*relay_api->brokers, *relay_api->kafka_config,
+								 client_id, relay.progress_topic,
+								 relay.transactional_id, relay.last_record,
+								 RELAY_PROGRESS_TIMEOUT_MS, &value, &len,
+								 &offset, errbuf, sizeof(errbuf)) == PROGRESS_FOUND &&
+		progress_record_decode(value, len, &rec, &problem) &&
+		rec.writer != relay.writer)
+		relay_fenced("another relay wrote progress records after this relay's transaction was aborted for its age");
 }
 
 /*
@@ -1123,6 +1160,7 @@ relay_make_producer(void)
 		relay_set_record_bound(topic_max_bytes);
 	}
 
+	relay_check_takeover();
 	relay_create_producer(relay.transactional_id);
 	if (!relay_txn_init())
 		return false;
@@ -1463,6 +1501,7 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 	}
 	relay.txn_began = 0;
 	relay.last_commit = GetCurrentTimestamp();
+	relay.last_record = *record_offset;
 	RELAY_FAULT_POINT("eos_after_commit");
 	return TXN_COMMITTED;
 }
@@ -1731,6 +1770,7 @@ inbox_outbox_relay_main(Datum main_arg)
 												 psprintf("inbox_outbox-" UINT64_FORMAT "-%u",
 														  GetSystemIdentifier(), MyDatabaseId));
 	relay.writer = pg_prng_uint64(&pg_global_prng_state);
+	relay.last_record = -1;
 
 	while (!ShutdownRequestPending)
 	{
