@@ -161,6 +161,7 @@ typedef struct Relay
 	bool		exactly_once;	/* the producer is transactional */
 	char	   *transactional_id;	/* inbox_outbox-<system id>-<database> */
 	char	   *progress_topic; /* where that producer's records go */
+	char	   *ensured_topic;	/* the topic relay_progress_topic_ensure() saw */
 	int			record_max_ids; /* the most rows a transaction holds */
 	bool		progress_settled;	/* no transaction of ours can be open */
 	uint64		writer;			/* drawn at start, in every record */
@@ -1132,7 +1133,25 @@ relay_make_producer(void)
 	if (relay.progress_topic)
 		pfree(relay.progress_topic);
 	relay.progress_topic = MemoryContextStrdup(TopMemoryContext, *relay_api->progress_topic);
-	if (want)
+	relay_check_takeover();
+	relay_create_producer(relay.transactional_id);
+	if (!relay_txn_init())
+		return false;
+	if (row.exists && !relay.progress_settled && !relay_recover(&row))
+	{
+		kafka_producer_destroy(relay.producer, 0);
+		relay.producer = NULL;
+		return false;
+	}
+
+	/*
+	 * The topic, once per topic and process, after init_transactions() has
+	 * shown that the cluster answers: a cluster that does not answer the
+	 * Admin API (a proxy, a mock) only costs the wait, once, and a topic
+	 * made by hand works whatever the answer was.
+	 */
+	if (want && (relay.ensured_topic == NULL ||
+				 strcmp(relay.ensured_topic, relay.progress_topic) != 0))
 	{
 		char		errbuf[RELAY_ERROR_LEN];
 		int			topic_max_bytes = -1;
@@ -1143,32 +1162,21 @@ relay_make_producer(void)
 											 client_id, relay.progress_topic,
 											 RELAY_PROGRESS_TIMEOUT_MS,
 											 &topic_max_bytes, errbuf, sizeof(errbuf));
-		if (answer == PROGRESS_UNREACHABLE)
-		{
-			relay_set_state(RELAY_BROKER_UNREACHABLE);
-			relay_record_error(errbuf);
+		if (ShutdownRequestPending)
 			return false;
-		}
-		if (answer == PROGRESS_REFUSED)
+		if (answer != PROGRESS_FOUND)
 		{
-			/* perhaps made by hand: a failing record will say so */
+			/* a failing record will say what is wrong, if anything is */
 			ereport(LOG,
 					errmsg("inbox_outbox relay could not make sure its progress topic \"%s\" exists: %s",
-						   relay.progress_topic, errbuf));
+						   relay.progress_topic, errbuf),
+					errdetail("The relay goes on; its progress records fail if the topic is missing."));
 			relay_record_error(errbuf);
 		}
 		relay_set_record_bound(topic_max_bytes);
-	}
-
-	relay_check_takeover();
-	relay_create_producer(relay.transactional_id);
-	if (!relay_txn_init())
-		return false;
-	if (row.exists && !relay.progress_settled && !relay_recover(&row))
-	{
-		kafka_producer_destroy(relay.producer, 0);
-		relay.producer = NULL;
-		return false;
+		if (relay.ensured_topic)
+			pfree(relay.ensured_topic);
+		relay.ensured_topic = MemoryContextStrdup(TopMemoryContext, relay.progress_topic);
 	}
 
 	relay_begin_work("inbox_outbox relay: recording its progress");
