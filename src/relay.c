@@ -159,6 +159,7 @@ typedef struct Relay
 
 	/* exactly-once mode (relay_txn.c's part of the story is below) */
 	bool		exactly_once;	/* the producer is transactional */
+	bool		wants_exactly_once; /* the mode the producer was made for */
 	char	   *transactional_id;	/* inbox_outbox-<system id>-<database> */
 	char	   *progress_topic; /* where that producer's records go */
 	char	   *ensured_topic;	/* the topic relay_progress_topic_ensure() saw */
@@ -840,7 +841,7 @@ relay_mode_changed(void)
 {
 	bool		want = *relay_api->delivery == DELIVERY_EXACTLY_ONCE;
 
-	return want != relay.exactly_once ||
+	return want != relay.wants_exactly_once ||
 		(want && strcmp(relay.progress_topic, *relay_api->progress_topic) != 0);
 }
 
@@ -1102,6 +1103,11 @@ relay_make_producer(void)
 	char	   *client_id;
 	RelayProgressRow row;
 
+	relay.wants_exactly_once = want;
+	if (relay.progress_topic)
+		pfree(relay.progress_topic);
+	relay.progress_topic = MemoryContextStrdup(TopMemoryContext, *relay_api->progress_topic);
+
 	MemoryContextReset(relay.work_context);
 	relay_begin_work("inbox_outbox relay: reading its progress");
 	relay_store_progress_get(relay.work_context, &row);
@@ -1130,9 +1136,6 @@ relay_make_producer(void)
 		goto made;
 	}
 
-	if (relay.progress_topic)
-		pfree(relay.progress_topic);
-	relay.progress_topic = MemoryContextStrdup(TopMemoryContext, *relay_api->progress_topic);
 	relay_check_takeover();
 	relay_create_producer(relay.transactional_id);
 	if (!relay_txn_init())
@@ -1641,6 +1644,7 @@ relay_claim(void)
 			relay.slot->pid = MyProcPid;
 			relay.slot->latch = MyLatch;
 			relay.slot->state = RELAY_STARTING;
+			relay.slot->exactly_once = *relay_api->delivery == DELIVERY_EXACTLY_ONCE;
 			relay.slot->no_extension = false;
 		}
 	}
