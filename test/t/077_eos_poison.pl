@@ -6,8 +6,11 @@ use strict;
 use warnings;
 
 use File::Basename qw(dirname);
+use File::Spec;
 
 $ENV{INBOX_OUTBOX_TEST_DELIVERY} = 'exactly_once';
-my $file = dirname(__FILE__) . '/022_relay_poison.pl';
-do $file;
+# do() of a relative path searches @INC, which holds no '.'
+my $file = File::Spec->rel2abs(dirname(__FILE__) . '/022_relay_poison.pl');
+my $done = do $file;
 die "$file: $@" if $@;
+die "$file: $!" unless defined $done;
