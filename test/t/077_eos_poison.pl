@@ -8,6 +8,12 @@ use warnings;
 use File::Basename qw(dirname);
 use File::Spec;
 
+# Loaded here, at compile time: their INIT blocks (the test's temporary
+# directory, the port lock directory) do not run for modules that 022
+# would load at run time.
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
 $ENV{INBOX_OUTBOX_TEST_DELIVERY} = 'exactly_once';
 # do() of a relative path searches @INC, which holds no '.'
 my $file = File::Spec->rel2abs(dirname(__FILE__) . '/022_relay_poison.pl');
