@@ -1110,6 +1110,8 @@ relay_make_producer(void)
 
 	MemoryContextReset(relay.work_context);
 	relay_begin_work("inbox_outbox relay: reading its progress");
+	/* a paused copy makes no producer: it would take a transactional id */
+	relay_pause_if_copy();
 	relay_store_progress_get(relay.work_context, &row);
 	if (row.exists && strcmp(row.transactional_id, relay.transactional_id) != 0)
 	{
