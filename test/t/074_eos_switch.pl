@@ -98,6 +98,29 @@ cmp_ok($committed, '>', 1000, "pgbench committed $committed events");
 my $messages = $kafka->consume_raw('switch', min => $committed, timeout => 120);
 check_exactly_once($messages, \%expected, \%order, $partitions, 'read_committed');
 
+# A restart into at-least-once mode: the row exactly-once mode left is
+# settled (recovery, then the row goes) and the relay publishes.
+if ($mode ne 'exactly_once')
+{
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET inbox_outbox.delivery = 'exactly_once'; SELECT pg_reload_conf();");
+	$node->poll_query_until('postgres', "SELECT delivery FROM inbox_outbox.relay_status",
+		'exactly_once')
+	  or die 'the relay did not switch to exactly_once';
+}
+$node->safe_psql('postgres', "ALTER SYSTEM SET inbox_outbox.delivery = 'at_least_once'");
+$node->restart;
+ok( $node->poll_query_until('postgres', q{
+		SELECT delivery = 'at_least_once' AND state = 'idle'
+		  AND NOT EXISTS (SELECT FROM inbox_outbox.relay_progress)
+		FROM inbox_outbox.relay_status}),
+	'after a restart into at-least-once mode the relay settles the progress row and runs');
+my @after = split /\n/, $node->safe_psql('postgres',
+	q{SELECT outbox_publish('switch', 'restart-' || i, i::text) FROM generate_series(1, 10) i});
+wait_outbox_empty($node, 'postgres', 'after the restart');
+my %got = map { $_->{headers}{event_id} => 1 } @{ $kafka->consume_raw('switch', min => $committed + 10, timeout => 60) };
+is(scalar(grep { $got{$_} } @after), 10, 'and its events reach Kafka');
+
 $node->stop;
 $kafka->stop;
 done_testing();
