@@ -114,6 +114,7 @@ def drain_rows(runs, size):
         ["WAL bytes per event: load + drain"] +
         col(lambda r: (num(r["wal_load"]) + num(r["wal_drain"])) / int(r["events"])),
         ["messages in the topic"] + col(lambda r: num(r["messages"])),
+        ["other processes on the machine, % of its CPU"] + col(lambda r: num(r.get("others_pct"))),
     ]
 
 
@@ -140,6 +141,7 @@ def latency_rows(runs, rate):
         ["peak memory of the relay process, private MB"] + col(lambda r: num(r["peak_private_kb"]) / 1024, 0),
         ["peak memory of the relay process, resident MB"] + col(lambda r: num(r["peak_rss_kb"]) / 1024, 0),
         ["WAL bytes per event"] + col(lambda r: num(r["wal"]) / max(1, int(r["published"])), 0),
+        ["other processes on the machine, % of its CPU"] + col(lambda r: num(r.get("others_pct")), 0),
     ]
 
 

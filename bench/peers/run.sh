@@ -50,6 +50,7 @@ relay_child=   # the Debezium JVM's or the polling relay's pid while it runs
 relay_pid=     # the measured relay's process, any of the three
 sampler_pid=
 consumer_pid=
+mem=           # peak memory of the last sampled process, set by sampler_stop
 
 cleanup() {
 	set +e
@@ -216,12 +217,13 @@ sampler_start() {
 	log "the memory sampler did not start within 10 s"
 	exit 1
 }
-# Prints "private_kb rss_kb".
+# Sets mem to "private_kb rss_kb".  Not in a subshell: only this shell
+# can wait for the sampler to write its last reading.
 sampler_stop() {
 	kill -TERM "$sampler_pid"
 	wait "$sampler_pid" || true
 	sampler_pid=
-	cat "$work/peak"
+	mem=$(<"$work/peak")
 }
 
 # The topic a relay's events for topic $2 land in: Debezium's router adds
@@ -234,7 +236,7 @@ kafka_topic() {
 # 1. Drain
 #
 drain() {
-	local sys=$1 round=$2 size=$3 topic kt t0 pid lsn0 lsn1 lsn2 lsn3 pg0 k0 r p k mem first last n
+	local sys=$1 round=$2 size=$3 topic kt t0 pid lsn0 lsn1 lsn2 lsn3 pg0 k0 r p k first last n others
 	topic=drain_${round}_${size}_$sys
 	kt=$(kafka_topic "$sys" "$topic")
 	probe create 3 "$kt"
@@ -247,6 +249,7 @@ drain() {
 	q -c 'VACUUM ANALYZE inbox_outbox.outbox, poll_outbox, dbz_outbox' -c 'CHECKPOINT'
 	lsn2=$(lsn)
 	pg0=$(pg_ticks x) k0=$(ticks "$kafka_pid")
+	cpu_mark "$postmaster_pid" "$kafka_pid"
 	log "drain $sys, $size-byte events, round $round: starting the relay"
 	t0=$(date +%s.%N)
 	relay_start "$sys"
@@ -259,7 +262,8 @@ drain() {
 	poll) wait_until "the relay to empty the outbox" "SELECT NOT EXISTS (SELECT 1 FROM poll_outbox)" ;;
 	esac
 	r=$(ticks "$pid") p=$(($(pg_ticks "$sys" "$pid") - pg0)) k=$(($(ticks "$kafka_pid") - k0))
-	mem=$(sampler_stop)
+	others=$(other_cpu)
+	sampler_stop
 	lsn3=$(lsn)
 	relay_stop "$sys"
 	read -r first last < <(probe span "$kt")
@@ -271,7 +275,8 @@ drain() {
 		"start_s=$(awk -v a="$t0" -v b="$last" 'BEGIN { printf "%.3f", b - a }')" \
 		"relay_cpu_s=$(seconds "$r")" "pg_cpu_s=$(seconds "$p")" "broker_cpu_s=$(seconds "$k")" \
 		"peak_private_kb=${mem% *}" "peak_rss_kb=${mem#* }" \
-		"wal_load=$(wal_between "$lsn0" "$lsn1")" "wal_drain=$(wal_between "$lsn2" "$lsn3")"
+		"wal_load=$(wal_between "$lsn0" "$lsn1")" "wal_drain=$(wal_between "$lsn2" "$lsn3")" \
+		"others_pct=$others"
 	log "$(tail -n 1 "$results")"
 }
 
@@ -325,7 +330,7 @@ consumer_stop() {
 # One step: RATE events/s for SECS seconds.  Records a line and returns 1
 # if the rate was not sustained.
 latency_step() {
-	local sys=$1 round=$2 pid=$3 rate=$4 secs=$5 topic kt file out n t_end cleared lsn0 lsn1 r0 p0 k0 r p k mem ok
+	local sys=$1 round=$2 pid=$3 rate=$4 secs=$5 topic kt file out n t_end cleared lsn0 lsn1 r0 p0 k0 r p k ok others
 	local cnt p50 p90 p99 p999 max
 	topic=lat_${round}_${sys}_$rate
 	kt=$(kafka_topic "$sys" "$topic")
@@ -335,6 +340,7 @@ latency_step() {
 	consumer_start "$kt" "$file"
 	sampler_start "$pid"
 	r0=$(ticks "$pid") p0=$(pg_ticks "$sys" "$pid") k0=$(ticks "$kafka_pid")
+	cpu_mark "$postmaster_pid" "$kafka_pid"
 	lsn0=$(lsn)
 	out=$(pgbench -n -M prepared -c 4 -j 2 -T "$secs" --rate "$rate" -D tag=m -f "$work/latency/$topic.pgb" 2>&1) ||
 		{ echo "$out" >&2; exit 1; }
@@ -342,8 +348,9 @@ latency_step() {
 	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
 	cleared=$(wait_received "$file" "$n" "$t_end" 120) || cleared=-
 	r=$(($(ticks "$pid") - r0)) p=$(($(pg_ticks "$sys" "$pid") - p0)) k=$(($(ticks "$kafka_pid") - k0))
+	others=$(other_cpu)
 	lsn1=$(lsn)
-	mem=$(sampler_stop)
+	sampler_stop
 	consumer_stop
 	probe delete "$kt"
 	read -r cnt p50 p90 p99 p999 max < <(/usr/bin/python3 "$work/bench/outbox/latency.py" "$file" m)
@@ -352,7 +359,8 @@ latency_step() {
 	record latency "$sys" "$round" "$rate" "seconds=$secs" "published=$n" "received=$cnt" \
 		"p50=$p50" "p90=$p90" "p99=$p99" "p999=$p999" "max=$max" "cleared_s=$cleared" "sustained=$ok" \
 		"relay_cpu_s=$(seconds "$r")" "pg_cpu_s=$(seconds "$p")" "broker_cpu_s=$(seconds "$k")" \
-		"peak_private_kb=${mem% *}" "peak_rss_kb=${mem#* }" "wal=$(wal_between "$lsn0" "$lsn1")"
+		"peak_private_kb=${mem% *}" "peak_rss_kb=${mem#* }" "wal=$(wal_between "$lsn0" "$lsn1")" \
+		"others_pct=$others"
 	log "$(tail -n 1 "$results")"
 	[[ $ok == yes ]]
 }
