@@ -34,7 +34,10 @@ fetch() {
 		tmp=$(mktemp -d "$cache.tmp.XXXXXX")
 		trap 'rm -rf "$tmp"' EXIT
 		log "fetching io.debezium:debezium-server-dist:$version:tar.gz into $cache"
+		# A local repository of its own, removed with the temporary
+		# directory: the tarball is not kept twice.
 		mvn -q -B -U org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+			-Dmaven.repo.local="$tmp/repository" \
 			-Dartifact="io.debezium:debezium-server-dist:$version:tar.gz" \
 			-DoutputDirectory="$tmp" >"$tmp/mvn.log" 2>&1 ||
 			{ cat "$tmp/mvn.log" >&2; die "Maven could not fetch Debezium Server $version"; }
