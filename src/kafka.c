@@ -56,7 +56,6 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -222,7 +221,6 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	char		value[32];
 	size_t		value_len = sizeof(value);
 	int			transaction_timeout_ms = 0;
-	rd_kafka_queue_t *mainq;
 
 	/*
 	 * The configuration comes first: it is what usually fails, and nothing
@@ -267,16 +265,7 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	producer->transactional = (transactional_id != NULL);
 	producer->transaction_timeout_ms = transaction_timeout_ms;
 	producer->record_offset = -1;
-	if (pipe(producer->pipefd) != 0)
-	{
-		rd_kafka_conf_destroy(conf);
-		pfree(producer);
-		ereport(ERROR,
-				errcode_for_socket_access(),
-				errmsg("could not create pipe for the Kafka producer: %m"));
-	}
-	fcntl(producer->pipefd[0], F_SETFL, O_NONBLOCK);
-	fcntl(producer->pipefd[1], F_SETFL, O_NONBLOCK);
+	kafka_event_pipe_open(producer->pipefd, conf, "producer");
 
 	rd_kafka_conf_set_opaque(conf, producer);
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_cb);
@@ -296,18 +285,8 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 				errmsg("could not create Kafka producer: %s", errstr));
 	}
 
-	rd_kafka_set_log_queue(producer->rk, NULL);
-	mainq = rd_kafka_queue_get_main(producer->rk);
-	rd_kafka_queue_io_event_enable(mainq, producer->pipefd[1], "1", 1);
-	rd_kafka_queue_destroy(mainq);
-
+	kafka_main_queue_to_pipe(producer->rk, producer->pipefd[1]);
 	return producer;
-}
-
-bool
-kafka_is_transactional(KafkaProducer *producer)
-{
-	return producer->transactional;
 }
 
 /* transaction.timeout.ms of a transactional producer; 0 otherwise */
@@ -626,10 +605,7 @@ expected_warning(const char *line)
 void
 kafka_serve(KafkaProducer *producer)
 {
-	char		drain[64];
-
-	while (read(producer->pipefd[0], drain, sizeof(drain)) > 0)
-		;
+	kafka_event_pipe_drain(producer->pipefd[0]);
 	rd_kafka_poll(producer->rk, 0);
 	kafka_log_report(&producer->log, expected_warning);
 }

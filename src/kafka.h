@@ -65,7 +65,6 @@ extern KafkaProducer *kafka_producer_create(const char *brokers,
 											const char *extra_config,
 											const char *client_id,
 											const char *transactional_id);
-extern bool kafka_is_transactional(KafkaProducer *producer);
 extern int	kafka_transaction_timeout_ms(KafkaProducer *producer);
 
 /* one step each; errbuf gets "NAME: reason" of anything but DONE */

@@ -32,6 +32,9 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "lib/stringinfo.h"
 #include "storage/fd.h"
 
@@ -226,4 +229,40 @@ kafka_log_report(KafkaLog *log, bool (*quiet) (const char *line))
 				errmsg_internal("librdkafka: %d log lines dropped", log->dropped));
 	log->nlines = 0;
 	log->dropped = 0;
+}
+
+void
+kafka_event_pipe_open(int pipefd[2], rd_kafka_conf_t *conf, const char *what)
+{
+	if (pipe(pipefd) != 0)
+	{
+		pipefd[0] = pipefd[1] = -1;
+		rd_kafka_conf_destroy(conf);
+		ereport(ERROR,
+				errcode_for_socket_access(),
+				errmsg("could not create pipe for the Kafka %s: %m", what));
+	}
+	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+	fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
+}
+
+/* Log lines go to the main queue (log.queue), and its events to the pipe. */
+void
+kafka_main_queue_to_pipe(rd_kafka_t *rk, int write_fd)
+{
+	rd_kafka_queue_t *mainq;
+
+	rd_kafka_set_log_queue(rk, NULL);
+	mainq = rd_kafka_queue_get_main(rk);
+	rd_kafka_queue_io_event_enable(mainq, write_fd, "1", 1);
+	rd_kafka_queue_destroy(mainq);
+}
+
+void
+kafka_event_pipe_drain(int read_fd)
+{
+	char		drain[64];
+
+	while (read(read_fd, drain, sizeof(drain)) > 0)
+		;
 }

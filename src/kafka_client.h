@@ -71,4 +71,15 @@ extern void kafka_log_add(KafkaLog *log, int level, const char *fac,
  */
 extern void kafka_log_report(KafkaLog *log, bool (*quiet) (const char *line));
 
+/*
+ * The pipe a handle's events wake the relay through: made non-blocking
+ * before the handle (if it cannot be made, conf is destroyed and an ERROR
+ * names the handle, what), written to when the main queue stops being
+ * empty, and drained before the handle is polled.
+ */
+extern void kafka_event_pipe_open(int pipefd[2], rd_kafka_conf_t *conf,
+								  const char *what);
+extern void kafka_main_queue_to_pipe(rd_kafka_t *rk, int write_fd);
+extern void kafka_event_pipe_drain(int read_fd);
+
 #endif							/* INBOX_OUTBOX_KAFKA_CLIENT_H */

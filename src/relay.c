@@ -129,6 +129,7 @@ typedef struct Relay
 {
 	RelaySlot  *slot;			/* our database's slot in shared memory */
 	char	   *database_name;
+	char	   *client_id;		/* inbox_outbox-<database>, for every handle */
 	char	   *role_name;		/* inbox_outbox.relay_role taken; NULL: none */
 	char	   *wanted_role;	/* a relay_role that did not exist */
 
@@ -204,13 +205,15 @@ static InboxOutboxShared *shared = NULL;
 /* How long one attempt at the progress topic may take. */
 #define RELAY_PROGRESS_TIMEOUT_MS	10000
 
-/* How an exactly-once round's Kafka transaction ended. */
-typedef enum TxnEnd
+/* How a round's sending ended. */
+typedef enum RoundEnd
 {
-	TXN_COMMITTED,				/* its rows are in Kafka: delete them */
-	TXN_ABORTED,				/* nothing of it is visible: read them again */
-	TXN_LOST					/* outcome unknown: new producer, recovery */
-} TxnEnd;
+	ROUND_SENT,					/* delivered (committed): delete what was */
+	ROUND_NOT_SENT,				/* aborted: nothing of it is visible */
+	ROUND_LOST					/* the producer failed, or the outcome of
+								 * the transaction is unknown: new producer
+								 * (and recovery) */
+} RoundEnd;
 
 static void
 relay_set_state(RelayState state)
@@ -415,24 +418,10 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 	return true;
 }
 
-/*
- * Step 2: produce the rows and wait until each has a delivery report, the
- * producer fails fatally, or (when shutting down) shutdown_timeout passes.
- * Returns false if the producer failed fatally and must be recreated.
- *
- * When librdkafka's queue is full, the relay waits for room the same way
- * it waits for acknowledgements, so that a stop, a reload or the death of
- * the postmaster is seen at once; once a stop is asked for, no further row
- * is produced.  Rows not produced have no delivery report and stay in the
- * outbox for a later round.
- */
-static bool
-relay_produce(RelayRow *rows, int n)
+/* Make room for the outcomes of n messages, and start a round of them. */
+static void
+relay_begin_produce(int n)
 {
-	bool		fatal = false;
-	bool		going_on = true;
-	TimestampTz shutdown_deadline = 0;
-
 	if (relay.results_size < n)
 	{
 		if (relay.results)
@@ -443,8 +432,49 @@ relay_produce(RelayRow *rows, int n)
 	kafka_begin_round(relay.producer, relay.results, n);
 	relay_set_state(RELAY_PUBLISHING);
 	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
+}
 
-	for (int i = 0; i < n && going_on; i++)
+/* Whether rows[i] has the topic and key of one of the held rows. */
+static bool
+relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
+{
+	for (int h = 0; h < nheld; h++)
+	{
+		RelayRow   *a = &rows[held[h]];
+		RelayRow   *b = &rows[i];
+
+		if (strcmp(a->topic, b->topic) == 0 &&
+			(a->key == NULL) == (b->key == NULL) &&
+			a->key_len == b->key_len &&
+			(a->key == NULL || memcmp(a->key, b->key, a->key_len) == 0))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Produce the rows in order, in either mode.  When librdkafka's queue is
+ * full, the relay waits for room the same way it waits for
+ * acknowledgements, so that a stop, a reload or the death of the postmaster
+ * is seen at once; once a stop is asked for, no further row is produced.
+ * A row that producev() refuses at once for a reason that is not final
+ * holds back the later rows of its key for this round, so that none
+ * overtakes it; a row too large for the producer goes to the dead-letter
+ * table and its key goes on (the documented gap).  A transaction that
+ * failed meanwhile ends the producing.  Rows not produced have no delivery
+ * report and stay in the outbox for a later round.  queued[i], if queued is
+ * not NULL, says which rows librdkafka took.  Returns false when the round
+ * must end now (see relay_wait_step()).
+ */
+static bool
+relay_produce_rows(RelayRow *rows, int n, bool *queued,
+				   TimestampTz *shutdown_deadline, bool *fatal)
+{
+	int		   *held = MemoryContextAlloc(relay.round_context, sizeof(int) * n);
+	int			nheld = 0;
+	bool		going_on = true;
+
+	for (int i = 0; i < n && going_on && !kafka_txn_failed(relay.producer); i++)
 	{
 		RelayRow   *row = &rows[i];
 
@@ -455,6 +485,8 @@ relay_produce(RelayRow *rows, int n)
 			row->oversize = true;
 			continue;
 		}
+		if (nheld > 0 && relay_key_held(rows, held, nheld, i))
+			continue;
 		if (!kafka_produce(relay.producer, i, row->topic,
 						   row->key, row->key_len,
 						   row->payload, row->payload_len,
@@ -464,11 +496,35 @@ relay_produce(RelayRow *rows, int n)
 			/* librdkafka's queue is full */
 			if (ShutdownRequestPending)
 				break;
-			going_on = relay_wait_step(&shutdown_deadline, &fatal);
+			going_on = relay_wait_step(shutdown_deadline, fatal);
 			i--;				/* the same row again */
+			continue;
 		}
+		if (relay.results[i].outcome == KAFKA_FAILED)
+			held[nheld++] = i;
+		else if (queued != NULL &&
+				 relay.results[i].outcome != KAFKA_REJECTED &&
+				 relay.results[i].outcome != KAFKA_NOT_SENT)
+			queued[i] = true;
 	}
+	return going_on;
+}
 
+/*
+ * Step 2 in at-least-once mode: produce the rows and wait until each has a
+ * delivery report, the producer fails fatally, or (when shutting down)
+ * shutdown_timeout passes.  Returns false if the producer failed fatally
+ * and must be recreated.
+ */
+static bool
+relay_produce(RelayRow *rows, int n)
+{
+	bool		fatal = false;
+	bool		going_on;
+	TimestampTz shutdown_deadline = 0;
+
+	relay_begin_produce(n);
+	going_on = relay_produce_rows(rows, n, NULL, &shutdown_deadline, &fatal);
 	while (going_on && kafka_outstanding(relay.producer) > 0)
 		going_on = relay_wait_step(&shutdown_deadline, &fatal);
 
@@ -761,9 +817,8 @@ producer_settings_or_file_changed(void)
 static void
 relay_create_producer(const char *transactional_id)
 {
-	char	   *client_id = psprintf("inbox_outbox-%s", relay.database_name);
 	MemoryContext oldcontext = CurrentMemoryContext;
-	ErrorData  *edata = NULL;
+	ErrorData  *volatile edata = NULL;
 
 	if (relay.producer_brokers)
 		pfree(relay.producer_brokers);
@@ -775,7 +830,7 @@ relay_create_producer(const char *transactional_id)
 	PG_TRY();
 	{
 		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config,
-											   client_id, transactional_id);
+											   relay.client_id, transactional_id);
 	}
 	PG_CATCH();
 	{
@@ -789,7 +844,6 @@ relay_create_producer(const char *transactional_id)
 		FlushErrorState();
 	}
 	PG_END_TRY();
-	pfree(client_id);
 
 	if (edata != NULL)
 	{
@@ -898,7 +952,7 @@ relay_fenced(const char *error)
  * bumped the epoch itself.  Only the latter comes back, as a lost
  * transaction.
  */
-static TxnEnd
+static RoundEnd
 relay_txn_fenced(const char *error)
 {
 	if (relay.txn_began == 0 ||
@@ -911,7 +965,7 @@ relay_txn_fenced(const char *error)
 			errdetail("The producer is recreated and its last transaction recovered."));
 	relay_record_error(error);
 	relay.check_takeover = true;
-	return TXN_LOST;
+	return ROUND_LOST;
 }
 
 /*
@@ -925,7 +979,6 @@ static void
 relay_check_takeover(void)
 {
 	char		errbuf[RELAY_ERROR_LEN];
-	char	   *client_id = psprintf("inbox_outbox-%s", relay.database_name);
 	char	   *value;
 	size_t		len;
 	int64		offset;
@@ -939,7 +992,7 @@ relay_check_takeover(void)
 	if (relay.last_record < 0)
 		return;
 	if (relay_progress_find_last(*relay_api->brokers, *relay_api->kafka_config,
-								 client_id, relay.progress_topic,
+								 relay.client_id, relay.progress_topic,
 								 relay.transactional_id, relay.last_record,
 								 RELAY_PROGRESS_TIMEOUT_MS, &value, &len,
 								 &offset, errbuf, sizeof(errbuf)) == PROGRESS_FOUND &&
@@ -1015,7 +1068,6 @@ static bool
 relay_recover(const RelayProgressRow *row)
 {
 	char		errbuf[RELAY_ERROR_LEN];
-	char	   *client_id = psprintf("inbox_outbox-%s", relay.database_name);
 	char	   *value;
 	size_t		len;
 	int64		offset;
@@ -1026,7 +1078,7 @@ relay_recover(const RelayProgressRow *row)
 
 	relay_set_state(RELAY_RECOVERING);
 	answer = relay_progress_find_last(*relay_api->brokers, *relay_api->kafka_config,
-									  client_id, row->topic, relay.transactional_id,
+									  relay.client_id, row->topic, relay.transactional_id,
 									  row->record_offset, RELAY_PROGRESS_TIMEOUT_MS,
 									  &value, &len, &offset, errbuf, sizeof(errbuf));
 	if (answer == PROGRESS_NONE)
@@ -1100,7 +1152,6 @@ static bool
 relay_make_producer(void)
 {
 	bool		want = *relay_api->delivery == DELIVERY_EXACTLY_ONCE;
-	char	   *client_id;
 	RelayProgressRow row;
 
 	relay.wants_exactly_once = want;
@@ -1162,9 +1213,8 @@ relay_make_producer(void)
 		int			topic_max_bytes = -1;
 		ProgressAnswer answer;
 
-		client_id = psprintf("inbox_outbox-%s", relay.database_name);
 		answer = relay_progress_topic_ensure(*relay_api->brokers, *relay_api->kafka_config,
-											 client_id, relay.progress_topic,
+											 relay.client_id, relay.progress_topic,
 											 RELAY_PROGRESS_TIMEOUT_MS,
 											 &topic_max_bytes, errbuf, sizeof(errbuf));
 		if (ShutdownRequestPending)
@@ -1212,7 +1262,7 @@ made:
  * Abort the open transaction, calling again while librdkafka says to, for at
  * most a second when stopping.
  */
-static TxnEnd
+static RoundEnd
 relay_txn_abort(void)
 {
 	char		errbuf[RELAY_ERROR_LEN];
@@ -1230,7 +1280,7 @@ relay_txn_abort(void)
 		{
 			case KAFKA_TXN_DONE:
 				relay.txn_began = 0;
-				return TXN_ABORTED;
+				return ROUND_NOT_SENT;
 			case KAFKA_TXN_RETRY:
 				relay_txn_step_checks();
 				continue;
@@ -1238,10 +1288,10 @@ relay_txn_abort(void)
 				return relay_txn_fenced(errbuf);
 			default:
 				relay_record_error(errbuf);
-				return TXN_LOST;
+				return ROUND_LOST;
 		}
 	}
-	return TXN_LOST;
+	return ROUND_LOST;
 }
 
 /* The ids of a round's queued rows, in ascending order. */
@@ -1251,45 +1301,12 @@ compare_ulids(const void *a, const void *b)
 	return ulid_compare((const pg_ulid *) a, (const pg_ulid *) b);
 }
 
-/* Whether rows[i] has the topic and key of one of the held rows. */
-static bool
-relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
-{
-	for (int h = 0; h < nheld; h++)
-	{
-		RelayRow   *a = &rows[held[h]];
-		RelayRow   *b = &rows[i];
-
-		if (strcmp(a->topic, b->topic) == 0 &&
-			(a->key == NULL) == (b->key == NULL) &&
-			a->key_len == b->key_len &&
-			(a->key == NULL || memcmp(a->key, b->key, a->key_len) == 0))
-			return true;
-	}
-	return false;
-}
-
-/*
- * Make room for the outcomes of n messages.
- */
-static void
-relay_reserve_results(int n)
-{
-	if (relay.results_size < n)
-	{
-		if (relay.results)
-			pfree(relay.results);
-		relay.results = MemoryContextAlloc(TopMemoryContext, sizeof(KafkaResult) * n);
-		relay.results_size = n;
-	}
-}
-
 /*
  * Exactly-once mode's steps 4 to 7 (docs/exactly_once.md, section 2):
  * begin a Kafka transaction, produce the rows and the progress record that
  * names exactly the ids of the rows produced, wait for every delivery
  * report, and commit if every one succeeded; otherwise abort.  On
- * TXN_COMMITTED, *record_offset is the record's offset.
+ * ROUND_SENT, *record_offset is the record's offset.
  *
  * A row that producev() refuses at once is not in the transaction: a
  * final refusal (too large) sends it to the dead-letter table as in
@@ -1302,27 +1319,21 @@ relay_reserve_results(int n)
  * round's DELETE) is flushed: so only the last committed record can name
  * rows still in the outbox, whatever crashes when.
  */
-static TxnEnd
+static RoundEnd
 relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 {
 	char		errbuf[RELAY_ERROR_LEN];
 	bool		fatal = false;
-	bool		going_on = true;
+	bool		going_on;
 	TimestampTz shutdown_deadline = 0;
 	bool	   *queued;
-	int		   *held;
-	int			nheld = 0;
 	int			nqueued = 0;
 	bool		all_delivered;
 	KafkaResult record;
 	KafkaTxnAnswer answer;
 	MemoryContext old;
 
-	relay_reserve_results(n);
-	old = MemoryContextSwitchTo(relay.round_context);
-	queued = palloc0(sizeof(bool) * n);
-	held = palloc(sizeof(int) * n);
-	MemoryContextSwitchTo(old);
+	queued = MemoryContextAllocZero(relay.round_context, sizeof(bool) * n);
 
 	if (relay.last_commit != 0)
 	{
@@ -1333,56 +1344,21 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 			relay_rest(RELAY_TXN_PAUSE_MS - since);
 	}
 
-	kafka_begin_round(relay.producer, relay.results, n);
-	relay_set_state(RELAY_PUBLISHING);
-	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
-
+	relay_begin_produce(n);
 	answer = kafka_txn_begin(relay.producer, errbuf, sizeof(errbuf));
 	if (answer == KAFKA_TXN_FENCED)
 		return relay_txn_fenced(errbuf);
 	if (answer != KAFKA_TXN_DONE)
 	{
 		relay_record_error(errbuf);
-		return TXN_LOST;
+		return ROUND_LOST;
 	}
 	relay.txn_began = GetCurrentTimestamp();
 	relay.txn_round++;
 
-	for (int i = 0; i < n && going_on && !kafka_txn_failed(relay.producer); i++)
-	{
-		RelayRow   *row = &rows[i];
-
-		if (row->unsendable != NULL || row->oversize)
-			continue;
-		if (relay_row_size(row) > *relay_api->max_message_bytes)
-		{
-			row->oversize = true;
-			continue;
-		}
-		if (nheld > 0 && relay_key_held(rows, held, nheld, i))
-			continue;
-		if (!kafka_produce(relay.producer, i, row->topic,
-						   row->key, row->key_len,
-						   row->payload, row->payload_len,
-						   row->headers, row->nheaders,
-						   row->created_ms))
-		{
-			/* librdkafka's queue is full */
-			if (ShutdownRequestPending)
-				break;
-			going_on = relay_wait_step(&shutdown_deadline, &fatal);
-			i--;				/* the same row again */
-			continue;
-		}
-		if (relay.results[i].outcome == KAFKA_FAILED)
-			held[nheld++] = i;	/* refused at once: its key waits */
-		else if (relay.results[i].outcome != KAFKA_REJECTED &&
-				 relay.results[i].outcome != KAFKA_NOT_SENT)
-		{
-			queued[i] = true;
-			nqueued++;
-		}
-	}
+	going_on = relay_produce_rows(rows, n, queued, &shutdown_deadline, &fatal);
+	for (int i = 0; i < n; i++)
+		nqueued += queued[i] ? 1 : 0;
 
 	/* the progress record: exactly the rows in the transaction */
 	if (going_on && nqueued > 0 && !kafka_txn_failed(relay.producer))
@@ -1424,7 +1400,7 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 	{
 		if (kafka_fenced(relay.producer))
 			return relay_txn_fenced("the producer was fenced");
-		return TXN_LOST;
+		return ROUND_LOST;
 	}
 	if (!going_on)
 	{
@@ -1436,7 +1412,7 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 		 */
 		if (!ShutdownRequestPending || relay.extension_dropped ||
 			relay_api->relay_must_leave_now())
-			return TXN_LOST;
+			return ROUND_LOST;
 		kafka_purge(relay.producer, 1000);
 		return relay_txn_abort();
 	}
@@ -1490,12 +1466,12 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 			if (ShutdownRequestPending)
 			{
 				if (relay_api->relay_must_leave_now())
-					return TXN_LOST;
+					return ROUND_LOST;
 				if (shutdown_deadline == 0)
 					shutdown_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																	*relay_api->shutdown_timeout);
 				else if (GetCurrentTimestamp() >= shutdown_deadline)
-					return TXN_LOST;
+					return ROUND_LOST;
 			}
 			continue;
 		}
@@ -1510,13 +1486,13 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 				errmsg("inbox_outbox relay: Kafka transaction failed: %s", errbuf),
 				errdetail("The producer is recreated and the transaction's outcome recovered."));
 		relay_record_error(errbuf);
-		return TXN_LOST;
+		return ROUND_LOST;
 	}
 	relay.txn_began = 0;
 	relay.last_commit = GetCurrentTimestamp();
 	relay.last_record = *record_offset;
 	RELAY_FAULT_POINT("eos_after_commit");
-	return TXN_COMMITTED;
+	return ROUND_SENT;
 }
 
 /*
@@ -1536,40 +1512,54 @@ relay_results_not_committed(int n)
 }
 
 /*
- * An exactly-once round, from the produce on: the transaction, then
- * deleting what it committed (with the record's offset, in one transaction)
- * and recording failures.  A transaction whose outcome is unknown ends with
- * the producer destroyed, so that the next one recovers first.
+ * A round, from the produce on, in either mode: produce (in exactly-once
+ * mode, the Kafka transaction), then delete what was delivered (with the
+ * progress record's offset, in one transaction) and record failures.  A
+ * round whose outcome is unknown (the producer failed fatally, or a
+ * transaction's outcome is not known) ends with the producer destroyed, so
+ * that the next one is made afresh, after recovery in exactly-once mode.
  */
 static void
-relay_round_txn(RelayRow *rows, int n, bool isolated, const RelayRead *read,
-				uint32 generation)
+relay_round(RelayRow *rows, int n, bool isolated, const RelayRead *read,
+			uint32 generation)
 {
 	int64		record_offset = -1;
-	TxnEnd		end;
+	RoundEnd	end;
 	bool		recorded;
 
-	end = relay_produce_txn(rows, n, &record_offset);
+	if (relay.exactly_once)
+		end = relay_produce_txn(rows, n, &record_offset);
+	else
+		end = relay_produce(rows, n) ? ROUND_SENT : ROUND_LOST;
 	if (relay.extension_dropped)
 	{
+		/* stop as the next read would, without recording anything */
 		relay_begin_work("inbox_outbox relay: stopping");
 		exit_unless_extension(generation);
 		relay_end_work();
 		proc_exit(0);
 	}
-	if (end != TXN_COMMITTED)
+	if (relay.exactly_once && end != ROUND_SENT)
 		relay_results_not_committed(n);
+
+	/*
+	 * A failure that could not be recorded leaves its row as it was, due at
+	 * once: rest before reading it again, so that the relay does not spin
+	 * on it.
+	 */
 	recorded = relay_record(rows, n, isolated, read,
-							end == TXN_COMMITTED ? record_offset : -1);
-	if (end == TXN_LOST)
+							end == ROUND_SENT ? record_offset : -1);
+	if (end == ROUND_LOST)
 	{
-		kafka_producer_destroy(relay.producer, 0);
+		kafka_producer_destroy(relay.producer, 1000);
 		relay.producer = NULL;
 		relay.progress_settled = false;
 		return;
 	}
 	if (!recorded)
 		relay_rest(Max(*relay_api->retry_backoff, 1000));
+
+	/* a busy outbox must not starve the inbox's retention */
 	relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 }
 
@@ -1676,6 +1666,8 @@ relay_claim(void)
 	exit_unless_extension(generation);
 	relay.database_name = MemoryContextStrdup(TopMemoryContext,
 											  get_database_name(MyDatabaseId));
+	relay.client_id = MemoryContextStrdup(TopMemoryContext,
+										  psprintf("inbox_outbox-%s", relay.database_name));
 	extension = get_extension_oid("inbox_outbox", false);
 	relay_end_work();
 
@@ -1844,7 +1836,6 @@ inbox_outbox_relay_main(Datum main_arg)
 		else
 		{
 			bool		isolated;
-			bool		delivered;
 
 			n = relay_store_choose(&rows, n, &isolated);
 			if (!relay_api->standby_wait_round(relay.slot, relay.database_name))
@@ -1856,39 +1847,7 @@ inbox_outbox_relay_main(Datum main_arg)
 					relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 				continue;
 			}
-			if (relay.exactly_once)
-			{
-				relay_round_txn(rows, n, isolated, &read, generation);
-				continue;
-			}
-			delivered = relay_produce(rows, n);
-			if (relay.extension_dropped)
-			{
-				/* stop as the next read would, without recording anything */
-				relay_begin_work("inbox_outbox relay: stopping");
-				exit_unless_extension(generation);
-				relay_end_work();
-				proc_exit(0);
-			}
-
-			/*
-			 * A failure that could not be recorded leaves its row as it
-			 * was, due at once: rest before reading it again, so that the
-			 * relay does not spin on it.
-			 */
-			if (!relay_record(rows, n, isolated, &read, -1) && delivered)
-				relay_rest(Max(*relay_api->retry_backoff, 1000));
-
-			if (!delivered)
-			{
-				/* the producer failed fatally */
-				kafka_producer_destroy(relay.producer, 1000);
-				relay.producer = NULL;
-				continue;
-			}
-
-			/* a busy outbox must not starve the inbox's retention */
-			relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+			relay_round(rows, n, isolated, &read, generation);
 
 			/*
 			 * Look again before sleeping: more rows may be waiting, and a

@@ -41,7 +41,6 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -128,7 +127,6 @@ client_open(ProgressClient *client, const char *brokers, const char *config,
 {
 	const KafkaClientKind kind = KAFKA_CLIENT_CONSUMER;
 	rd_kafka_conf_t *conf;
-	rd_kafka_queue_t *mainq;
 	char		errstr[512];
 
 	conf = rd_kafka_conf_new();
@@ -149,16 +147,7 @@ client_open(ProgressClient *client, const char *brokers, const char *config,
 	kafka_conf_set(conf, kind, "enable.auto.offset.store", "false");
 	kafka_conf_set(conf, kind, "auto.offset.reset", "earliest");
 
-	if (pipe(client->pipefd) != 0)
-	{
-		rd_kafka_conf_destroy(conf);
-		client->pipefd[0] = client->pipefd[1] = -1;
-		ereport(ERROR,
-				errcode_for_socket_access(),
-				errmsg("could not create pipe for the Kafka consumer: %m"));
-	}
-	fcntl(client->pipefd[0], F_SETFL, O_NONBLOCK);
-	fcntl(client->pipefd[1], F_SETFL, O_NONBLOCK);
+	kafka_event_pipe_open(client->pipefd, conf, "consumer");
 
 	rd_kafka_conf_set_opaque(conf, client);
 	rd_kafka_conf_set_error_cb(conf, client_error_cb);
@@ -172,10 +161,7 @@ client_open(ProgressClient *client, const char *brokers, const char *config,
 		return PROGRESS_REFUSED;
 	}
 
-	rd_kafka_set_log_queue(client->rk, NULL);
-	mainq = rd_kafka_queue_get_main(client->rk);
-	rd_kafka_queue_io_event_enable(mainq, client->pipefd[1], "1", 1);
-	rd_kafka_queue_destroy(mainq);
+	kafka_main_queue_to_pipe(client->rk, client->pipefd[1]);
 
 	client->queue = rd_kafka_queue_new(client->rk);
 	rd_kafka_queue_io_event_enable(client->queue, client->pipefd[1], "1", 1);
@@ -228,10 +214,7 @@ client_new(TimestampTz deadline)
 static void
 client_serve(ProgressClient *client)
 {
-	char		drain[64];
-
-	while (read(client->pipefd[0], drain, sizeof(drain)) > 0)
-		;
+	kafka_event_pipe_drain(client->pipefd[0]);
 	rd_kafka_poll(client->rk, 0);
 	kafka_log_report(&client->log, expected_warning);
 }
