@@ -61,6 +61,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -71,6 +72,26 @@
 
 /* The step of a blocking transactional call. */
 #define KAFKA_TXN_STEP_MS	100
+
+/*
+ * The longest topic name Kafka accepts is 249 bytes; a longer one is
+ * produced by name, and refused by librdkafka.
+ */
+#define KAFKA_TOPIC_NAME_MAX	249
+
+/*
+ * How long one producer may wait, in all, for the metadata of topics it
+ * produces to for the first time (see kafka_topic()), and for one topic.
+ */
+#define KAFKA_TOPIC_WARM_BUDGET_MS	1000
+#define KAFKA_TOPIC_WARM_MS			250
+
+/* A topic this producer has produced to, with its handle. */
+typedef struct KafkaTopic
+{
+	char		name[KAFKA_TOPIC_NAME_MAX + 1]; /* the hash key */
+	rd_kafka_topic_t *rkt;
+} KafkaTopic;
 
 /* What the user's kafka_config does not change, transaction.timeout.ms */
 #define KAFKA_TXN_TIMEOUT_DEFAULT	"60000"
@@ -96,6 +117,9 @@ struct KafkaProducer
 	int64		record_offset;
 
 	KafkaLog	log;
+
+	HTAB	   *topics;			/* KafkaTopic by name */
+	int			warm_budget_ms; /* left for kafka_topic()'s waits */
 
 	bool		brokers_down;
 	bool		error_new;
@@ -286,7 +310,65 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	}
 
 	kafka_main_queue_to_pipe(producer->rk, producer->pipefd[1]);
+	producer->warm_budget_ms = KAFKA_TOPIC_WARM_BUDGET_MS;
 	return producer;
+}
+
+/*
+ * The handle of a topic, made at its first message.  librdkafka learns a
+ * new topic's partitions from a metadata request that it sends only when a
+ * broker connection is up, and otherwise at its next scan of topics, once
+ * a second: the first event of every topic waited up to a second after
+ * each start of the relay.  So the first time, the topic's metadata is
+ * asked for at once, waiting at most KAFKA_TOPIC_WARM_MS, and no more than
+ * KAFKA_TOPIC_WARM_BUDGET_MS over the producer's life, so that a cluster
+ * that does not answer costs a new producer a second at most.  The handle
+ * is kept, which also spares librdkafka a lookup by name per message.
+ * A name longer than Kafka allows gets a handle for the one message
+ * (*temporary), which the broker then refuses.  Returns NULL if librdkafka
+ * refuses the name (rd_kafka_last_error() says why).
+ */
+static rd_kafka_topic_t *
+kafka_topic(KafkaProducer *producer, const char *name, bool *temporary)
+{
+	KafkaTopic *entry;
+	bool		found;
+	rd_kafka_topic_t *rkt;
+
+	*temporary = strlen(name) > KAFKA_TOPIC_NAME_MAX;
+	if (*temporary)
+		return rd_kafka_topic_new(producer->rk, name, NULL);
+	if (producer->topics == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = KAFKA_TOPIC_NAME_MAX + 1;
+		ctl.entrysize = sizeof(KafkaTopic);
+		ctl.hcxt = TopMemoryContext;
+		producer->topics = hash_create("inbox_outbox producer topics", 64, &ctl,
+									   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	entry = hash_search(producer->topics, name, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->rkt;
+
+	rkt = rd_kafka_topic_new(producer->rk, name, NULL);
+	if (rkt == NULL)
+		return NULL;
+	if (producer->warm_budget_ms > 0 && !producer->brokers_down)
+	{
+		const struct rd_kafka_metadata *md;
+		TimestampTz start = GetCurrentTimestamp();
+		int			wait = Min(KAFKA_TOPIC_WARM_MS, producer->warm_budget_ms);
+
+		if (rd_kafka_metadata(producer->rk, 0, rkt, &md, wait) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			rd_kafka_metadata_destroy(md);
+		producer->warm_budget_ms -=
+			Max(1, (int) TimestampDifferenceMilliseconds(start, GetCurrentTimestamp()));
+	}
+	entry = hash_search(producer->topics, name, HASH_ENTER, &found);
+	entry->rkt = rkt;
+	return rkt;
 }
 
 /* transaction.timeout.ms of a transactional producer; 0 otherwise */
@@ -337,6 +419,16 @@ kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
 		kafka_purge(producer, timeout_ms);
 	producer->results = NULL;
 	producer->nresults = 0;
+	if (producer->topics != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		KafkaTopic *entry;
+
+		hash_seq_init(&seq, producer->topics);
+		while ((entry = hash_seq_search(&seq)) != NULL)
+			rd_kafka_topic_destroy(entry->rkt);
+		hash_destroy(producer->topics);
+	}
 	rd_kafka_destroy(producer->rk);
 
 	close(producer->pipefd[0]);
@@ -384,15 +476,25 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 			  const char *value, size_t value_len,
 			  const KafkaHeader *headers, int nheaders, int64 timestamp_ms)
 {
-	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nheaders);
+	bool		temporary;
+	rd_kafka_topic_t *rkt = kafka_topic(producer, topic, &temporary);
+	rd_kafka_headers_t *hdrs;
 	rd_kafka_resp_err_t err;
 
+	if (rkt == NULL)
+	{
+		set_result(producer, index, classify_refusal(producer, rd_kafka_last_error()),
+				   rd_kafka_last_error());
+		return true;
+	}
+
+	hdrs = rd_kafka_headers_new(nheaders);
 	for (int i = 0; i < nheaders; i++)
 		rd_kafka_header_add(hdrs, headers[i].name, -1,
 							headers[i].value, headers[i].value_len);
 
 	err = rd_kafka_producev(producer->rk,
-							RD_KAFKA_V_TOPIC(topic),
+							RD_KAFKA_V_RKT(rkt),
 							RD_KAFKA_V_KEY(key, key_len),
 							RD_KAFKA_V_VALUE((void *) value, value_len),
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -400,6 +502,8 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 							RD_KAFKA_V_TIMESTAMP(timestamp_ms),
 							RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
 							RD_KAFKA_V_END);
+	if (temporary)
+		rd_kafka_topic_destroy(rkt);	/* a queued message holds its own */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		producer->outstanding++;

@@ -134,6 +134,8 @@ typedef struct Relay
 	char	   *wanted_role;	/* a relay_role that did not exist */
 
 	KafkaProducer *producer;	/* NULL until made, and after a failure */
+	WaitEventSet *wait_set;		/* latch, postmaster, producer's pipe */
+	KafkaProducer *wait_set_for;	/* the producer wait_set was made for */
 	char	   *producer_brokers;	/* the settings it was made with */
 	char	   *producer_config;
 	struct stat refused_file_stamp; /* kafka_config's file when refused */
@@ -352,6 +354,46 @@ relay_extension_dropped(bool woken)
 }
 
 /*
+ * Wait up to timeout ms for the latch, the postmaster's death (which ends
+ * the process) or an event of the producer, whose pipe is in a wait set
+ * kept from one wait to the next: made anew for each wait, as
+ * WaitLatchOrSocket() does, it cost an epoll instance per wait, several per
+ * event at low rates.  Returns the WL_* flags of what happened.
+ */
+static int
+relay_wait(long timeout)
+{
+	WaitEvent	events[3];
+	int			n;
+	int			rc = 0;
+
+	if (relay.wait_set == NULL || relay.wait_set_for != relay.producer)
+	{
+		if (relay.wait_set != NULL)
+			FreeWaitEventSet(relay.wait_set);
+#if PG_VERSION_NUM >= 170000
+		relay.wait_set = CreateWaitEventSet(NULL, 3);
+#else
+		relay.wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+#endif
+		AddWaitEventToSet(relay.wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(relay.wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		AddWaitEventToSet(relay.wait_set, WL_SOCKET_READABLE,
+						  kafka_wait_fd(relay.producer), NULL, NULL);
+		relay.wait_set_for = relay.producer;
+	}
+	n = WaitEventSetWait(relay.wait_set, timeout, events, lengthof(events),
+						 PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+		rc |= events[i].events;
+	if (n == 0)
+		rc |= WL_TIMEOUT;
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	return rc;
+}
+
+/*
  * One step of a round's wait: sleep until the latch, librdkafka's event
  * pipe or 100 ms, then serve delivery reports and look at what happened.
  * Returns false when the round must end now: the producer failed fatally
@@ -367,12 +409,7 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 	char		errbuf[RELAY_ERROR_LEN];
 	int			rc;
 
-	rc = WaitLatchOrSocket(MyLatch,
-						   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
-						   WL_EXIT_ON_PM_DEATH,
-						   kafka_wait_fd(relay.producer), 100, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
+	rc = relay_wait(100);
 	CHECK_FOR_INTERRUPTS();
 	kafka_serve(relay.producer);
 
@@ -831,6 +868,7 @@ relay_create_producer(const char *transactional_id)
 	{
 		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config,
 											   relay.client_id, transactional_id);
+		relay.wait_set_for = NULL;	/* a new pipe, perhaps at the old address */
 	}
 	PG_CATCH();
 	{
@@ -1787,7 +1825,6 @@ inbox_outbox_relay_main(Datum main_arg)
 		int64		next_retry_ms;
 		uint32		generation;
 		long		timeout;
-		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		relay_process_reload();
@@ -1863,12 +1900,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		if (next_retry_ms >= 0 && next_retry_ms < timeout)
 			timeout = (long) next_retry_ms;
 
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT |
-							   WL_EXIT_ON_PM_DEATH,
-							   kafka_wait_fd(relay.producer), timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
+		(void) relay_wait(timeout);
 		kafka_serve(relay.producer);
 	}
 

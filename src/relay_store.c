@@ -48,6 +48,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -426,6 +427,51 @@ copy_headers(RelayRow *row, Datum value, bool isnull)
 }
 
 /*
+ * The plans that find rows by ctid must be TID scans, and the look for
+ * failed rows must use the partial index of them.  The planner takes a
+ * sequential scan instead while the outbox's statistics say it is empty,
+ * which they do for an outbox that the relay keeps empty between vacuums;
+ * but its pages are full of the rows deleted since, and every round would
+ * read them all, several times.  So these plans are made, and run, with
+ * enable_seqscan off, set for the one call only.  They are generic plans:
+ * the planner prices a TID scan of a parameter array as if the array were
+ * long, so its custom plans would look cheaper, and every round would plan
+ * its statements afresh.
+ */
+static void
+no_seqscan(void)
+{
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("plan_cache_mode", "force_generic_plan", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
+static int
+execute_no_seqscan(SPIPlanPtr plan, Datum *args, bool read_only)
+{
+	int			nest = NewGUCNestLevel();
+	int			ret;
+
+	no_seqscan();
+	ret = SPI_execute_plan(plan, args, NULL, read_only, 0);
+	AtEOXact_GUC(true, nest);
+	return ret;
+}
+
+static Portal
+open_no_seqscan(SPIPlanPtr plan, Datum *args)
+{
+	int			nest = NewGUCNestLevel();
+	Portal		portal;
+
+	no_seqscan();
+	portal = SPI_cursor_open(NULL, plan, args, NULL, true);
+	AtEOXact_GUC(true, nest);
+	return portal;
+}
+
+/*
  * The outbox rows visible in the active snapshot with an id of at least
  * from, in id order, at most limit of them: their ctids go to tids.
  * Returns -1 if the outbox's primary key is not what the extension made.
@@ -545,7 +591,7 @@ any_failed_rows(int64 *next_retry_ms)
 {
 	bool		isnull;
 	Datum		next;
-	int			ret = SPI_execute_plan(store.failed_plan, NULL, NULL, true, 1);
+	int			ret = execute_no_seqscan(store.failed_plan, NULL, true);
 
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not look for failed outbox rows: %s",
@@ -659,6 +705,7 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 	int			batch = *relay_api->batch_size;
 	Datum		args[2];
 	int			n = 0;
+	int			capacity;
 	int64		bytes = 0;
 	bool		full = false;
 	RelayRow   *rows;
@@ -672,9 +719,9 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 	read->failed_rows = any_failed_rows(next_retry_ms);
 	read->from_start = from == NULL || read->failed_rows;
 
-	old = MemoryContextSwitchTo(cxt);
-	rows = palloc0(sizeof(RelayRow) * batch);
-	MemoryContextSwitchTo(old);
+	/* grown as rows come: a small round should not pay for a full batch */
+	capacity = Min(batch, 64);
+	rows = MemoryContextAllocZero(cxt, sizeof(RelayRow) * capacity);
 	*rows_out = rows;
 
 	args[1] = Int32GetDatum(*relay_api->max_message_bytes);
@@ -696,7 +743,7 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 			args[0] = PointerGetDatum(construct_array(tid_datums, ntids, TIDOID,
 													  sizeof(ItemPointerData), false,
 													  TYPALIGN_SHORT));
-			portal = SPI_cursor_open(NULL, store.fetch_tids_plan, args, NULL, true);
+			portal = open_no_seqscan(store.fetch_tids_plan, args);
 		}
 	}
 	if (read->from_start)
@@ -716,7 +763,7 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			RelayRow   *row = &rows[n];
+			RelayRow   *row;
 			int			key_size = size_of(tup, desc, 9);
 			int			payload_size = size_of(tup, desc, 10);
 			int			headers_size = size_of(tup, desc, 11);
@@ -733,6 +780,16 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 				full = true;	/* this row and the rest wait for a later round */
 				break;
 			}
+			if (n == capacity)
+			{
+				int			more = Min(batch, capacity * 2);
+
+				rows = repalloc(rows, sizeof(RelayRow) * more);
+				memset(&rows[capacity], 0, sizeof(RelayRow) * (more - capacity));
+				capacity = more;
+				*rows_out = rows;
+			}
+			row = &rows[n];
 			n++;
 			bytes += cost;
 
@@ -862,7 +919,7 @@ record_failure(RelayRow *row, const char *reason, bool dead)
 		if (dead)
 		{
 			values[2] = Int32GetDatum(1);
-			ret = SPI_execute_plan(store.dead_letter_plan, values, NULL, false, 0);
+			ret = execute_no_seqscan(store.dead_letter_plan, values, false);
 			if (ret != SPI_OK_INSERT)
 				elog(ERROR, "could not move outbox row to the dead-letter table: %s",
 					 SPI_result_code_string(ret));
@@ -871,7 +928,7 @@ record_failure(RelayRow *row, const char *reason, bool dead)
 		{
 			values[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																		backoff_ms(row->attempts + 1)));
-			ret = SPI_execute_plan(store.fail_plan, values, NULL, false, 0);
+			ret = execute_no_seqscan(store.fail_plan, values, false);
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "could not record outbox delivery failure: %s",
 					 SPI_result_code_string(ret));
@@ -947,7 +1004,7 @@ delete_at_tids(TidAndId *rows, int n)
 	arg = PointerGetDatum(construct_array(ctids, n, TIDOID,
 										  sizeof(ItemPointerData), false,
 										  TYPALIGN_SHORT));
-	ret = SPI_execute_plan(store.delete_plan, &arg, NULL, false, 0);
+	ret = execute_no_seqscan(store.delete_plan, &arg, false);
 	if (ret != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not delete outbox rows: %s",
 			 SPI_result_code_string(ret));
