@@ -419,8 +419,13 @@ copy_headers(RelayRow *row, Datum value, bool isnull)
 		}
 	}
 
+	/*
+	 * A copy of the id's text, not row->id_text itself: rows are moved
+	 * (the array grows, relay_store_choose() and the relay keep some), and
+	 * the header must not follow the slot.
+	 */
 	row->headers[n].name = KAFKA_EVENT_ID_HEADER;
-	row->headers[n].value = row->id_text;
+	row->headers[n].value = pnstrdup(row->id_text, ULID_TEXT_LEN);
 	row->headers[n].value_len = ULID_TEXT_LEN;
 	row->nheaders = n + 1;
 	row->headers_len = bytes + strlen(KAFKA_EVENT_ID_HEADER) + ULID_TEXT_LEN;
