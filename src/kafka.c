@@ -5,9 +5,10 @@
  *
  * librdkafka runs threads of its own.  None of them may call into
  * PostgreSQL, so every callback here only records into plain C memory owned
- * by the KafkaProducer: the delivery callback stores each message's outcome
- * in a results array indexed by the message's position in the relay's
- * round (the progress record of exactly-once mode has a slot of its own),
+ * by the KafkaProducer or lent to it: the delivery callback stores each
+ * message's outcome in the result its opaque points to, in the memory of
+ * the relay's round (the progress record of exactly-once mode has a slot
+ * of its own),
  * the error callback keeps the latest error, and the log callback queues
  * lines.  All callbacks run inside rd_kafka_poll() on the relay's own
  * thread (logs are routed to the main queue with log.queue), or inside the
@@ -97,10 +98,10 @@ typedef struct KafkaTopic
 #define KAFKA_TXN_TIMEOUT_DEFAULT	"60000"
 
 /*
- * The opaque of the progress record's message.  The rows of a round are
- * numbered from 0, so it is no row's.
+ * The opaque of the progress record's message; a row's message has its
+ * KafkaResult's address.
  */
-#define KAFKA_RECORD_INDEX	((intptr_t) -1)
+#define KAFKA_RECORD_OPAQUE	((void *) (intptr_t) -1)
 
 struct KafkaProducer
 {
@@ -110,9 +111,7 @@ struct KafkaProducer
 	int			transaction_timeout_ms; /* 0 unless transactional */
 
 	/* written by callbacks */
-	KafkaResult *results;
-	int			nresults;
-	int			outstanding;
+	int			outstanding;	/* of every round */
 	KafkaResult record_result;	/* the round's progress record */
 	int64		record_offset;
 
@@ -181,30 +180,30 @@ classify_refusal(KafkaProducer *producer, rd_kafka_resp_err_t err)
 }
 
 static void
-set_result(KafkaProducer *producer, intptr_t index, KafkaOutcome outcome,
+set_result(KafkaProducer *producer, void *opaque, KafkaOutcome outcome,
 		   rd_kafka_resp_err_t err)
 {
-	if (index == KAFKA_RECORD_INDEX)
-	{
-		producer->record_result.outcome = outcome;
-		producer->record_result.err = (int) err;
-	}
-	else if (index >= 0 && index < producer->nresults)
-	{
-		producer->results[index].outcome = outcome;
-		producer->results[index].err = (int) err;
-	}
+	KafkaResult *result = (KafkaResult *) opaque;
+
+	if (opaque == KAFKA_RECORD_OPAQUE)
+		result = &producer->record_result;
+	result->outcome = outcome;
+	result->err = (int) err;
 }
 
 static void
 delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
 	KafkaProducer *producer = (KafkaProducer *) opaque;
-	intptr_t	index = (intptr_t) msg->_private;
 
-	set_result(producer, index, classify(producer, msg->err), msg->err);
-	if (index == KAFKA_RECORD_INDEX && msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-		producer->record_offset = msg->offset;
+	set_result(producer, msg->_private, classify(producer, msg->err), msg->err);
+	if (msg->_private == KAFKA_RECORD_OPAQUE)
+	{
+		if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			producer->record_offset = msg->offset;
+	}
+	else
+		((KafkaResult *) msg->_private)->round->outstanding--;
 	producer->outstanding--;
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		producer->brokers_down = false;
@@ -417,8 +416,6 @@ kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
 
 	if (!producer->transactional)
 		kafka_purge(producer, timeout_ms);
-	producer->results = NULL;
-	producer->nresults = 0;
 	if (producer->topics != NULL)
 	{
 		HASH_SEQ_STATUS seq;
@@ -437,23 +434,35 @@ kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
 }
 
 /*
- * Start a round of up to nmessages messages whose outcomes go to results,
- * an array the caller owns and keeps until the round is over.
+ * Make round the round of nmessages messages whose outcomes go to results,
+ * arrays the caller owns (see KafkaRound).
  */
 void
-kafka_begin_round(KafkaProducer *producer, KafkaResult *results, int nmessages)
+kafka_round_init(KafkaRound *round, KafkaResult *results, int nmessages)
+{
+	memset(results, 0, sizeof(KafkaResult) * nmessages);
+	for (int i = 0; i < nmessages; i++)
+		results[i].round = round;
+	round->results = results;
+	round->nmessages = nmessages;
+	round->outstanding = 0;
+}
+
+/*
+ * Exactly-once mode: a transaction's round begins, with nothing in flight;
+ * its progress record and the failure of the transaction start afresh.
+ */
+void
+kafka_begin_transaction_round(KafkaProducer *producer)
 {
 	Assert(producer->outstanding == 0);
-	memset(results, 0, sizeof(KafkaResult) * nmessages);
-	producer->results = results;
-	producer->nresults = nmessages;
 	producer->record_result.outcome = KAFKA_PENDING;
 	producer->record_result.err = 0;
 	producer->record_offset = -1;
 	producer->txn_failed = false;
 }
 
-/* Messages of the round, the progress record included, without a report. */
+/* Messages of every round, the progress record included, without a report. */
 int
 kafka_outstanding(KafkaProducer *producer)
 {
@@ -461,7 +470,7 @@ kafka_outstanding(KafkaProducer *producer)
 }
 
 /*
- * Produce one message; its outcome arrives in results[index], at once if
+ * Produce message index of round; its outcome arrives in its result, at once if
  * librdkafka refuses it outright: KAFKA_REJECTED for a message above the
  * producer's message.max.bytes, KAFKA_NOT_SENT when the transaction or the
  * producer has failed already (transactional producer; see
@@ -471,11 +480,13 @@ kafka_outstanding(KafkaProducer *producer)
  * reports, and tries again.
  */
 bool
-kafka_produce(KafkaProducer *producer, int index, const char *topic,
+kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
+			  const char *topic,
 			  const char *key, size_t key_len,
 			  const char *value, size_t value_len,
 			  const KafkaHeader *headers, int nheaders, int64 timestamp_ms)
 {
+	KafkaResult *result = &round->results[index];
 	bool		temporary;
 	rd_kafka_topic_t *rkt = kafka_topic(producer, topic, &temporary);
 	rd_kafka_headers_t *hdrs;
@@ -483,7 +494,7 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 
 	if (rkt == NULL)
 	{
-		set_result(producer, index, classify_refusal(producer, rd_kafka_last_error()),
+		set_result(producer, result, classify_refusal(producer, rd_kafka_last_error()),
 				   rd_kafka_last_error());
 		return true;
 	}
@@ -500,20 +511,21 @@ kafka_produce(KafkaProducer *producer, int index, const char *topic,
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 							RD_KAFKA_V_HEADERS(hdrs),
 							RD_KAFKA_V_TIMESTAMP(timestamp_ms),
-							RD_KAFKA_V_OPAQUE((void *) (intptr_t) index),
+							RD_KAFKA_V_OPAQUE(result),
 							RD_KAFKA_V_END);
 	if (temporary)
 		rd_kafka_topic_destroy(rkt);	/* a queued message holds its own */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		producer->outstanding++;
+		round->outstanding++;
 		return true;
 	}
 
 	rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return false;
-	set_result(producer, index, classify_refusal(producer, err), err);
+	set_result(producer, result, classify_refusal(producer, err), err);
 	return true;
 }
 
@@ -536,7 +548,7 @@ kafka_produce_record(KafkaProducer *producer, const char *topic,
 							RD_KAFKA_V_KEY(key, key_len),
 							RD_KAFKA_V_VALUE((void *) value, value_len),
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-							RD_KAFKA_V_OPAQUE((void *) KAFKA_RECORD_INDEX),
+							RD_KAFKA_V_OPAQUE(KAFKA_RECORD_OPAQUE),
 							RD_KAFKA_V_END);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
@@ -545,7 +557,7 @@ kafka_produce_record(KafkaProducer *producer, const char *topic,
 	}
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return false;
-	set_result(producer, KAFKA_RECORD_INDEX, classify_refusal(producer, err), err);
+	set_result(producer, KAFKA_RECORD_OPAQUE, classify_refusal(producer, err), err);
 	return true;
 }
 

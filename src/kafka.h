@@ -26,12 +26,28 @@ typedef enum KafkaOutcome
 								 * another message failed: no attempt */
 } KafkaOutcome;
 
+typedef struct KafkaRound KafkaRound;
+
 /* Outcome of one message of a round and its error, for kafka_describe(). */
 typedef struct KafkaResult
 {
 	KafkaOutcome outcome;
 	int			err;
+	KafkaRound *round;			/* the round the message is part of */
 } KafkaResult;
+
+/*
+ * The messages of one round of the relay, each with its result.  Several
+ * rounds may be in flight on one producer at once (at-least-once mode);
+ * the caller keeps a round's memory until its outstanding count is zero,
+ * or the producer is destroyed.
+ */
+struct KafkaRound
+{
+	KafkaResult *results;		/* by the message's index in the round */
+	int			nmessages;
+	int			outstanding;	/* queued, and no delivery report yet */
+};
 
 /*
  * What one step of a transactional call came to (exactly-once mode; see
@@ -98,12 +114,13 @@ extern bool kafka_fenced(KafkaProducer *producer);
 extern bool kafka_result_too_large(const KafkaResult *result);
 extern void kafka_producer_destroy(KafkaProducer *producer, int timeout_ms);
 
-extern void kafka_begin_round(KafkaProducer *producer, KafkaResult *results,
-							  int nmessages);
+extern void kafka_round_init(KafkaRound *round, KafkaResult *results,
+							 int nmessages);
+extern void kafka_begin_transaction_round(KafkaProducer *producer);
 extern void kafka_purge(KafkaProducer *producer, int timeout_ms);
 extern int	kafka_outstanding(KafkaProducer *producer);
 
-extern bool kafka_produce(KafkaProducer *producer, int index,
+extern bool kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 						  const char *topic,
 						  const char *key, size_t key_len,
 						  const char *value, size_t value_len,

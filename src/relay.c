@@ -15,17 +15,30 @@
  *	   behind it.  Rows waiting for a retry are skipped, and so is every
  *	   later row with the same topic and key, which the query excludes with
  *	   an anti-join on a partial index of failed rows.
- *	2. With no transaction open and no lock held, produce the rows and serve
- *	   delivery reports until every message has one, sleeping on the latch
- *	   and on librdkafka's event pipe.  Messages never time out (see
- *	   kafka.c), so during a broker outage the round simply waits, in state
- *	   "broker unreachable", holding at most one batch in memory.
- *	3. In a short transaction, delete the acknowledged rows and record
- *	   failures: a row that failed gets attempts + 1, its error, and a retry
- *	   time with exponential backoff; after inbox_outbox.max_attempts, or at
- *	   once for a message librdkafka refuses to queue (too large, say), it
- *	   moves to inbox_outbox.outbox_dead_letter and the rows of its key flow
- *	   on.
+ *	2. With no transaction open and no lock held, produce the rows.  The
+ *	   relay does not wait for their delivery reports before it reads and
+ *	   produces the next round: rounds overlap, so that reading and deleting
+ *	   overlap producing, and a slow partition holds back only its own
+ *	   events.  Rows in flight are left out of later reads by their ids (see
+ *	   relay_round() for what keeps each key's order, and when a round is
+ *	   waited for after all).  At most RELAY_PIPELINE_BATCHES rounds, twice
+ *	   inbox_outbox.batch_size messages and RELAY_PIPELINE_BYTES of rows
+ *	   are in flight.  Messages never time out (see kafka.c), so during a
+ *	   broker outage the rounds simply wait, in state "broker unreachable".
+ *	   The relay sleeps on the latch and on librdkafka's event pipe.
+ *	3. Once every message of a round has its delivery report, in a short
+ *	   transaction, delete the acknowledged rows and record failures: a row
+ *	   that failed gets attempts + 1, its error, and a retry time with
+ *	   exponential backoff; after inbox_outbox.max_attempts, or at once for a
+ *	   message librdkafka refuses to queue (too large, say), it moves to
+ *	   inbox_outbox.outbox_dead_letter and the rows of its key flow on.
+ *
+ * The outbox is read again when a commit wakes the relay (its rows are
+ * visible by then), when a read stopped short of the rows waiting, at every
+ * poll_interval, and after a round that left rows or failures behind; not
+ * merely because a round ended, which at low rates would double the reads.
+ * Exactly-once mode's rounds do not overlap: each is a Kafka transaction
+ * (see relay_produce_txn()).
  *
  * A message that fails for good makes the producer fail fatally (gapless
  * delivery), which also fails every other message of the round with purge
@@ -113,6 +126,7 @@ static void relay_api_take(void);
 static bool producer_settings_changed(void);
 static bool producer_settings_accepted(void);
 static bool relay_mode_changed(void);
+static bool relay_producer_failed(void);
 pg_noreturn static void relay_wait_until_resolved(RelayState state,
 												  const char *reason,
 												  const char *hint,
@@ -120,6 +134,25 @@ pg_noreturn static void relay_wait_until_resolved(RelayState state,
 pg_noreturn static void relay_wait_for_change(RelayState state,
 											  const char *reason,
 											  bool (*resolved) (void));
+
+/*
+ * The rows of one round and the outcomes of their messages.  In
+ * at-least-once mode a round whose rows were all queued stays in flight
+ * while the next rounds are read and produced, and is recorded once each of
+ * its messages has a delivery report (see relay_round()).
+ */
+typedef struct RelayBatch
+{
+	struct RelayBatch *next;	/* in relay.batches, oldest first */
+	MemoryContext cxt;			/* holds the batch; deleted with it */
+	RelayRow   *rows;
+	int			n;
+	bool		isolated;		/* a failed row, retried alone */
+	RelayRead	read;			/* how the rows were read */
+	KafkaRound	round;			/* their messages' outcomes */
+	int64		bytes;			/* their key, value and header bytes */
+	bool		in_flight;		/* its ids are in relay.in_flight */
+} RelayBatch;
 
 /*
  * The relay process's state.  The relay's side of the database keeps its
@@ -136,13 +169,29 @@ typedef struct Relay
 	KafkaProducer *producer;	/* NULL until made, and after a failure */
 	WaitEventSet *wait_set;		/* latch, postmaster, producer's pipe */
 	KafkaProducer *wait_set_for;	/* the producer wait_set was made for */
+	bool		producer_failed;	/* its fatal error was reported */
+
+	/*
+	 * Whether the outbox is to be read: rows may be waiting that no read
+	 * has seen.  Set by a wake-up (a commit sets the latch once its rows
+	 * are visible), by a read that stopped short, by a poll, and whenever
+	 * a round left rows or failures behind; cleared as a read begins.
+	 */
+	bool		read_due;
+	int64		next_retry_ms;	/* as the last read found it */
+	bool		read_blocked;	/* it stopped short on rows in flight */
 	char	   *producer_brokers;	/* the settings it was made with */
 	char	   *producer_config;
 	struct stat refused_file_stamp; /* kafka_config's file when refused */
 
-	MemoryContext round_context;	/* a round's rows; reset every round */
-	KafkaResult *results;		/* outcome of each message of the round */
-	int			results_size;
+	MemoryContext round_context;	/* a round's scratch; reset every round */
+
+	/* rounds in flight (at-least-once mode; see relay_round()) */
+	RelayBatch *batches;		/* oldest first */
+	int			nbatches;
+	int64		batch_bytes;	/* their rows' bytes */
+	HTAB	   *in_flight;		/* the ids of their rows */
+	uint32		generation;		/* the extension's, at the last read */
 
 	InboxPrunePass prune;		/* the retention pass under way */
 
@@ -192,6 +241,16 @@ static InboxOutboxShared *shared = NULL;
  * fire, and every this many poll intervals.
  */
 #define RELAY_FULL_READ_POLLS	120
+
+/*
+ * At-least-once mode: the most batches, and bytes of rows, in flight at
+ * once (see relay_pipeline_full()).  A batch costs its memory context and
+ * its rows; at low rates a batch often holds one row, and one slow
+ * partition keeps every batch with a row for it in flight, so the count
+ * allows thousands.
+ */
+#define RELAY_PIPELINE_BATCHES	4096
+#define RELAY_PIPELINE_BYTES	(64 * 1024 * 1024)
 
 /*
  * Exactly-once mode: a transaction begins no sooner than this after the
@@ -389,7 +448,10 @@ relay_wait(long timeout)
 	if (n == 0)
 		rc |= WL_TIMEOUT;
 	if (rc & WL_LATCH_SET)
+	{
 		ResetLatch(MyLatch);
+		relay.read_due = true;
+	}
 	return rc;
 }
 
@@ -420,12 +482,8 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 	if (kafka_take_error(relay.producer, errbuf, sizeof(errbuf)))
 		relay_record_error(errbuf);
 
-	if (kafka_fatal_error(relay.producer, errbuf, sizeof(errbuf)))
+	if (relay_producer_failed())
 	{
-		ereport(LOG,
-				errmsg("inbox_outbox relay: Kafka producer failed: %s", errbuf),
-				errdetail("The producer is recreated; unacknowledged rows are sent again."));
-		relay_record_error(errbuf);
 		*fatal = true;
 		return false;
 	}
@@ -455,18 +513,136 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 	return true;
 }
 
-/* Make room for the outcomes of n messages, and start a round of them. */
-static void
-relay_begin_produce(int n)
+/*
+ * Whether the producer failed fatally; if so, say so in the log and in
+ * relay_status.
+ */
+static bool
+relay_producer_failed(void)
 {
-	if (relay.results_size < n)
+	char		errbuf[RELAY_ERROR_LEN];
+
+	if (!kafka_fatal_error(relay.producer, errbuf, sizeof(errbuf)))
+		return false;
+	if (relay.producer_failed)
+		return true;			/* said already */
+	relay.producer_failed = true;
+	ereport(LOG,
+			errmsg("inbox_outbox relay: Kafka producer failed: %s", errbuf),
+			errdetail("The producer is recreated; unacknowledged rows are sent again."));
+	relay_record_error(errbuf);
+	return true;
+}
+
+/* A batch to read a round into, with a memory context of its own. */
+static RelayBatch *
+relay_batch_new(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "inbox_outbox relay batch",
+											  ALLOCSET_START_SMALL_SIZES);
+	RelayBatch *batch = MemoryContextAllocZero(cxt, sizeof(RelayBatch));
+
+	batch->cxt = cxt;
+	return batch;
+}
+
+/*
+ * Free a batch, and forget its ids.  Its messages must all have their
+ * delivery reports, or the producer must be gone: a report writes into the
+ * batch.
+ */
+static void
+relay_batch_free(RelayBatch *batch)
+{
+	Assert(batch->round.outstanding == 0 || relay.producer == NULL);
+	if (batch->in_flight)
 	{
-		if (relay.results)
-			pfree(relay.results);
-		relay.results = MemoryContextAlloc(TopMemoryContext, sizeof(KafkaResult) * n);
-		relay.results_size = n;
+		for (int i = 0; i < batch->n; i++)
+			(void) hash_search(relay.in_flight, &batch->rows[i].id, HASH_REMOVE, NULL);
+		relay.batch_bytes -= batch->bytes;
+		relay.nbatches--;
 	}
-	kafka_begin_round(relay.producer, relay.results, n);
+	MemoryContextDelete(batch->cxt);
+}
+
+/*
+ * Put a produced batch at the end of the list of batches in flight, its
+ * ids into relay.in_flight.
+ */
+static void
+relay_batch_enqueue(RelayBatch *batch)
+{
+	RelayBatch **link = &relay.batches;
+
+	if (relay.in_flight == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(pg_ulid);
+		ctl.entrysize = sizeof(pg_ulid);
+		ctl.hcxt = TopMemoryContext;
+		relay.in_flight = hash_create("inbox_outbox relay ids in flight", 1024, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	for (int i = 0; i < batch->n; i++)
+	{
+		(void) hash_search(relay.in_flight, &batch->rows[i].id, HASH_ENTER, NULL);
+		batch->bytes += relay_row_size(&batch->rows[i]);
+	}
+	batch->in_flight = true;
+	relay.batch_bytes += batch->bytes;
+	relay.nbatches++;
+	while (*link != NULL)
+		link = &(*link)->next;
+	*link = batch;
+}
+
+/*
+ * Leave out of a read the rows that are in flight already: a read can meet
+ * them again (it starts at the lowest id an open transaction may still
+ * commit, or at the low end of the outbox), and they must not be sent a
+ * second time, nor overtaken by themselves.  Returns the number of rows
+ * kept, in order.
+ */
+static int
+relay_drop_in_flight(RelayRow *rows, int n)
+{
+	int			kept = 0;
+
+	if (relay.nbatches == 0)
+		return n;
+	for (int i = 0; i < n; i++)
+	{
+		if (hash_search(relay.in_flight, &rows[i].id, HASH_FIND, NULL) != NULL)
+			continue;
+		if (kept != i)
+			rows[kept] = rows[i];
+		kept++;
+	}
+	return kept;
+}
+
+/*
+ * Whether another round may go out before those in flight are recorded:
+ * at most RELAY_PIPELINE_BATCHES batches, twice inbox_outbox.batch_size
+ * messages without a report, and RELAY_PIPELINE_BYTES of rows.
+ */
+static bool
+relay_pipeline_full(void)
+{
+	return relay.nbatches >= RELAY_PIPELINE_BATCHES ||
+		relay.batch_bytes >= RELAY_PIPELINE_BYTES ||
+		(relay.producer != NULL &&
+		 kafka_outstanding(relay.producer) >= 2 * *relay_api->batch_size);
+}
+
+/* Start producing a batch: its results, the state, the activity. */
+static void
+relay_begin_produce(RelayBatch *batch)
+{
+	kafka_round_init(&batch->round,
+					 MemoryContextAlloc(batch->cxt, sizeof(KafkaResult) * Max(batch->n, 1)),
+					 batch->n);
 	relay_set_state(RELAY_PUBLISHING);
 	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
 }
@@ -490,8 +666,8 @@ relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
 }
 
 /*
- * Produce the rows in order, in either mode.  When librdkafka's queue is
- * full, the relay waits for room the same way it waits for
+ * Produce the batch's rows in order, in either mode.  When librdkafka's
+ * queue is full, the relay waits for room the same way it waits for
  * acknowledgements, so that a stop, a reload or the death of the postmaster
  * is seen at once; once a stop is asked for, no further row is produced.
  * A row that producev() refuses at once for a reason that is not final
@@ -499,14 +675,17 @@ relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
  * overtakes it; a row too large for the producer goes to the dead-letter
  * table and its key goes on (the documented gap).  A transaction that
  * failed meanwhile ends the producing.  Rows not produced have no delivery
- * report and stay in the outbox for a later round.  queued[i], if queued is
- * not NULL, says which rows librdkafka took.  Returns false when the round
- * must end now (see relay_wait_step()).
+ * report and stay in the outbox for a later round.  queued[i] says which
+ * rows librdkafka took.  Returns false when the round must end now (see
+ * relay_wait_step()).
  */
 static bool
-relay_produce_rows(RelayRow *rows, int n, bool *queued,
+relay_produce_rows(RelayBatch *batch, bool *queued,
 				   TimestampTz *shutdown_deadline, bool *fatal)
 {
+	RelayRow   *rows = batch->rows;
+	KafkaResult *results = batch->round.results;
+	int			n = batch->n;
 	int		   *held = MemoryContextAlloc(relay.round_context, sizeof(int) * n);
 	int			nheld = 0;
 	bool		going_on = true;
@@ -524,7 +703,7 @@ relay_produce_rows(RelayRow *rows, int n, bool *queued,
 		}
 		if (nheld > 0 && relay_key_held(rows, held, nheld, i))
 			continue;
-		if (!kafka_produce(relay.producer, i, row->topic,
+		if (!kafka_produce(relay.producer, &batch->round, i, row->topic,
 						   row->key, row->key_len,
 						   row->payload, row->payload_len,
 						   row->headers, row->nheaders,
@@ -537,50 +716,25 @@ relay_produce_rows(RelayRow *rows, int n, bool *queued,
 			i--;				/* the same row again */
 			continue;
 		}
-		if (relay.results[i].outcome == KAFKA_FAILED)
+		if (results[i].outcome == KAFKA_FAILED)
 			held[nheld++] = i;
-		else if (queued != NULL &&
-				 relay.results[i].outcome != KAFKA_REJECTED &&
-				 relay.results[i].outcome != KAFKA_NOT_SENT)
+		else if (results[i].outcome != KAFKA_REJECTED &&
+				 results[i].outcome != KAFKA_NOT_SENT)
 			queued[i] = true;
 	}
 	return going_on;
 }
 
 /*
- * Step 2 in at-least-once mode: produce the rows and wait until each has a
- * delivery report, the producer fails fatally, or (when shutting down)
- * shutdown_timeout passes.  Returns false if the producer failed fatally
- * and must be recreated.
- */
-static bool
-relay_produce(RelayRow *rows, int n)
-{
-	bool		fatal = false;
-	bool		going_on;
-	TimestampTz shutdown_deadline = 0;
-
-	relay_begin_produce(n);
-	going_on = relay_produce_rows(rows, n, NULL, &shutdown_deadline, &fatal);
-	while (going_on && kafka_outstanding(relay.producer) > 0)
-		going_on = relay_wait_step(&shutdown_deadline, &fatal);
-
-	/* anything still outstanding is purged; its rows stay */
-	if (kafka_outstanding(relay.producer) > 0)
-		kafka_purge(relay.producer, 1000);
-	pgstat_report_activity(STATE_IDLE, NULL);
-
-	return !fatal;
-}
-
-/*
- * Where the next read starts, once a round is recorded: at the lowest id
- * the round left in the outbox, or where it stopped short, whichever is
- * lower; at the low end while rows wait for a retry.  Rows others write
- * meanwhile lower it further at the next read (outbox_floor.c).
+ * Where the next read starts, once a round is read: where it stopped
+ * short, if it did, or past every row (only the bound of open
+ * transactions, taken at the read, then lowers it); at the low end while
+ * rows wait for a retry.  Rows that a round leaves in the outbox lower it
+ * when the round is recorded (relay_floor_after_record()); rows others
+ * write meanwhile lower it at the next read (outbox_floor.c).
  */
 static void
-relay_set_floor(const RelayRead *read, const RelayTally *tally)
+relay_floor_after_read(const RelayRead *read)
 {
 	if (read->failed_rows)
 	{
@@ -590,9 +744,15 @@ relay_set_floor(const RelayRead *read, const RelayTally *tally)
 	memset(&relay.floor, 0xff, sizeof(relay.floor));
 	if (read->cut)
 		relay.floor = read->last_id;
+	relay.from_start = false;
+}
+
+/* A recorded round left rows in the outbox: read again from the lowest. */
+static void
+relay_floor_after_record(const RelayTally *tally)
+{
 	if (tally->any_left && ulid_compare(&tally->lowest_left, &relay.floor) < 0)
 		relay.floor = tally->lowest_left;
-	relay.from_start = false;
 }
 
 /* Whether the database has prepared transactions, in a transaction of its own. */
@@ -676,25 +836,127 @@ relay_floor_settle(void)
 }
 
 /*
+ * The extension was dropped during a round: its rows went with it.  Stop as
+ * the next read would, recording nothing.
+ */
+pg_noreturn static void
+relay_leave_extension_dropped(void)
+{
+	relay_begin_work("inbox_outbox relay: stopping");
+	exit_unless_extension(relay.generation);
+	relay_end_work();
+	proc_exit(0);
+}
+
+/*
  * Step 3: delete what Kafka acknowledged and record failures (see
  * relay_store_record()), and show the outcome in relay_status.  Returns
  * false if a failure could not be recorded.
  */
 static bool
-relay_record(RelayRow *rows, int n, bool isolated, const RelayRead *read,
-			 int64 record_offset)
+relay_record(RelayBatch *batch, int64 record_offset)
 {
 	RelayTally	tally;
 
-	relay_store_record(rows, relay.results, n, isolated, record_offset,
-					   relay.round_context, &tally);
-	relay_set_floor(read, &tally);
+	relay_store_record(batch->rows, batch->round.results, batch->n, batch->isolated,
+					   record_offset, batch->cxt, &tally);
+	relay_floor_after_record(&tally);
+	if (tally.any_left || tally.failed > 0)
+		relay.read_due = true;
 	relay_count(tally.published, tally.failed, tally.dead_lettered);
 	if (tally.last_failure[0] != '\0')
 		relay_record_error(tally.last_failure);
 	else if (tally.published > 0)
 		relay_clear_error();
 	return tally.all_recorded;
+}
+
+/* Whether a message of a batch in flight has failed. */
+static bool
+relay_batches_failed(void)
+{
+	for (RelayBatch *batch = relay.batches; batch != NULL; batch = batch->next)
+	{
+		for (int i = 0; i < batch->n; i++)
+		{
+			KafkaOutcome outcome = batch->round.results[i].outcome;
+
+			if (outcome == KAFKA_FAILED || outcome == KAFKA_REJECTED)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Record the batches in flight whose messages all have their delivery
+ * reports, oldest first.  With all, first wait until every message has
+ * one, or the wait must end (see relay_wait_step()), and purge the rest.
+ * A producer that failed fatally has failed every message in flight: it
+ * is destroyed, so that the next is made afresh, and then every batch is
+ * recorded, what had no delivery report staying in the outbox.  Returns
+ * false if a failure could not be recorded.
+ */
+static bool
+relay_settle(bool all)
+{
+	bool		fatal = false;
+	bool		going_on = true;
+	bool		recorded = true;
+	TimestampTz shutdown_deadline = 0;
+	RelayBatch **link;
+
+	if (relay.batches == NULL)
+		return true;
+	if (relay.producer != NULL)
+	{
+		kafka_serve(relay.producer);
+		fatal = relay_producer_failed();
+		while (all && going_on && !fatal && kafka_outstanding(relay.producer) > 0)
+			going_on = relay_wait_step(&shutdown_deadline, &fatal);
+		if ((all || fatal) && kafka_outstanding(relay.producer) > 0)
+			kafka_purge(relay.producer, 1000);
+		if (fatal)
+		{
+			kafka_producer_destroy(relay.producer, 1000);
+			relay.producer = NULL;
+			relay.progress_settled = false;
+		}
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	if (relay.extension_dropped)
+		relay_leave_extension_dropped();
+
+	link = &relay.batches;
+	while (*link != NULL)
+	{
+		RelayBatch *batch = *link;
+
+		if (relay.producer != NULL && batch->round.outstanding > 0)
+		{
+			link = &batch->next;
+			continue;
+		}
+		*link = batch->next;
+		if (!relay_record(batch, -1))
+			recorded = false;
+		relay_batch_free(batch);
+		if (relay.read_blocked)
+		{
+			relay.read_due = true;
+			relay.read_blocked = false;
+		}
+	}
+	return recorded;
+}
+
+/* Destroy the producer, then record every batch that was in flight. */
+static void
+relay_drop_producer(int timeout_ms)
+{
+	kafka_producer_destroy(relay.producer, timeout_ms);
+	relay.producer = NULL;
+	(void) relay_settle(false);
 }
 
 /*
@@ -869,6 +1131,7 @@ relay_create_producer(const char *transactional_id)
 		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config,
 											   relay.client_id, transactional_id);
 		relay.wait_set_for = NULL;	/* a new pipe, perhaps at the old address */
+		relay.producer_failed = false;
 	}
 	PG_CATCH();
 	{
@@ -909,8 +1172,8 @@ relay_reconnect_if_changed(void)
 	{
 		ereport(LOG,
 				errmsg("inbox_outbox relay: Kafka configuration changed, reconnecting"));
-		kafka_producer_destroy(relay.producer, 1000);
-		relay.producer = NULL;
+		(void) relay_settle(true);
+		relay_drop_producer(1000);
 	}
 	else if (relay.producer != NULL && relay_mode_changed())
 	{
@@ -919,8 +1182,8 @@ relay_reconnect_if_changed(void)
 					   relay.database_name,
 					   *relay_api->delivery == DELIVERY_EXACTLY_ONCE ?
 					   "exactly-once" : "at-least-once"));
-		kafka_producer_destroy(relay.producer, 1000);
-		relay.producer = NULL;
+		(void) relay_settle(true);
+		relay_drop_producer(1000);
 	}
 }
 
@@ -1358,8 +1621,10 @@ compare_ulids(const void *a, const void *b)
  * rows still in the outbox, whatever crashes when.
  */
 static RoundEnd
-relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
+relay_produce_txn(RelayBatch *batch, int64 *record_offset)
 {
+	RelayRow   *rows = batch->rows;
+	int			n = batch->n;
 	char		errbuf[RELAY_ERROR_LEN];
 	bool		fatal = false;
 	bool		going_on;
@@ -1382,7 +1647,8 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 			relay_rest(RELAY_TXN_PAUSE_MS - since);
 	}
 
-	relay_begin_produce(n);
+	relay_begin_produce(batch);
+	kafka_begin_transaction_round(relay.producer);
 	answer = kafka_txn_begin(relay.producer, errbuf, sizeof(errbuf));
 	if (answer == KAFKA_TXN_FENCED)
 		return relay_txn_fenced(errbuf);
@@ -1394,7 +1660,7 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 	relay.txn_began = GetCurrentTimestamp();
 	relay.txn_round++;
 
-	going_on = relay_produce_rows(rows, n, queued, &shutdown_deadline, &fatal);
+	going_on = relay_produce_rows(batch, queued, &shutdown_deadline, &fatal);
 	for (int i = 0; i < n; i++)
 		nqueued += queued[i] ? 1 : 0;
 
@@ -1460,7 +1726,7 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
 		record.outcome == KAFKA_DELIVERED;
 	for (int i = 0; i < n && all_delivered; i++)
 	{
-		if (queued[i] && relay.results[i].outcome != KAFKA_DELIVERED)
+		if (queued[i] && batch->round.results[i].outcome != KAFKA_DELIVERED)
 			all_delivered = false;
 	}
 	if (!all_delivered)
@@ -1539,66 +1805,106 @@ relay_produce_txn(RelayRow *rows, int n, int64 *record_offset)
  * stay, to be recorded.
  */
 static void
-relay_results_not_committed(int n)
+relay_results_not_committed(RelayBatch *batch)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < batch->n; i++)
 	{
-		if (relay.results[i].outcome == KAFKA_DELIVERED ||
-			relay.results[i].outcome == KAFKA_PENDING)
-			relay.results[i].outcome = KAFKA_NOT_SENT;
+		KafkaResult *result = &batch->round.results[i];
+
+		if (result->outcome == KAFKA_DELIVERED || result->outcome == KAFKA_PENDING)
+			result->outcome = KAFKA_NOT_SENT;
 	}
 }
 
 /*
- * A round, from the produce on, in either mode: produce (in exactly-once
- * mode, the Kafka transaction), then delete what was delivered (with the
- * progress record's offset, in one transaction) and record failures.  A
- * round whose outcome is unknown (the producer failed fatally, or a
- * transaction's outcome is not known) ends with the producer destroyed, so
- * that the next one is made afresh, after recovery in exactly-once mode.
+ * Exactly-once mode's round, from the produce on: the Kafka transaction,
+ * then the delete of what it committed (with the progress record's offset,
+ * in one transaction) and the record of failures.  A round whose outcome
+ * is unknown ends with the producer destroyed, so that the next one is made
+ * afresh, after recovery.  Returns false if a failure could not be
+ * recorded.
  */
-static void
-relay_round(RelayRow *rows, int n, bool isolated, const RelayRead *read,
-			uint32 generation)
+static bool
+relay_round_txn(RelayBatch *batch)
 {
 	int64		record_offset = -1;
 	RoundEnd	end;
 	bool		recorded;
 
-	if (relay.exactly_once)
-		end = relay_produce_txn(rows, n, &record_offset);
-	else
-		end = relay_produce(rows, n) ? ROUND_SENT : ROUND_LOST;
+	end = relay_produce_txn(batch, &record_offset);
+	relay.read_due = true;		/* recovery's waits do not keep wake-ups */
 	if (relay.extension_dropped)
-	{
-		/* stop as the next read would, without recording anything */
-		relay_begin_work("inbox_outbox relay: stopping");
-		exit_unless_extension(generation);
-		relay_end_work();
-		proc_exit(0);
-	}
-	if (relay.exactly_once && end != ROUND_SENT)
-		relay_results_not_committed(n);
-
-	/*
-	 * A failure that could not be recorded leaves its row as it was, due at
-	 * once: rest before reading it again, so that the relay does not spin
-	 * on it.
-	 */
-	recorded = relay_record(rows, n, isolated, read,
-							end == ROUND_SENT ? record_offset : -1);
+		relay_leave_extension_dropped();
+	if (end != ROUND_SENT)
+		relay_results_not_committed(batch);
+	recorded = relay_record(batch, end == ROUND_SENT ? record_offset : -1);
+	relay_batch_free(batch);
 	if (end == ROUND_LOST)
 	{
 		kafka_producer_destroy(relay.producer, 1000);
 		relay.producer = NULL;
 		relay.progress_settled = false;
-		return;
 	}
-	if (!recorded)
-		relay_rest(Max(*relay_api->retry_backoff, 1000));
+	return recorded;
+}
 
-	/* a busy outbox must not starve the inbox's retention */
-	relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+/*
+ * At-least-once mode's round, from the produce on.  The rounds overlap:
+ * once a batch's rows are all queued, the relay goes on to read and produce
+ * the next while Kafka acknowledges this one, and records each batch when
+ * every message of it has its delivery report (relay_settle()).  Rows in
+ * flight are left out of the later reads by their ids
+ * (relay_drop_in_flight()), never by a range: ids do not commit in order.
+ *
+ * A key's order across the overlapping batches is the producer's: the
+ * batches of one key go to one partition in id order, and the idempotent
+ * producer with gapless delivery never lets a message through after an
+ * earlier one of its partition failed (it fails fatally, which fails
+ * every message in flight, none costing an attempt).  What a producer
+ * refuses at once is the relay's to hold back: a batch with a row not
+ * queued (refused, too large, held back behind its key, unsendable) is
+ * settled before anything else is read, and so is an isolated retry, and
+ * any batch while a failure in flight is not yet recorded or rows wait for
+ * a retry, so that the failures are in the table, and the read's anti-join
+ * holds back their keys, before the next read.
+ */
+static bool
+relay_round(RelayBatch *batch)
+{
+	bool	   *queued;
+	bool		overlap;
+	bool		going_on;
+	bool		fatal = false;
+	bool		clean = true;
+	bool		recorded = true;
+	TimestampTz shutdown_deadline = 0;
+
+	if (relay.exactly_once)
+		return relay_round_txn(batch);
+
+	overlap = !batch->isolated && !batch->read.failed_rows;
+	if (!overlap || relay_batches_failed())
+		recorded = relay_settle(true);
+	if (relay.producer == NULL)
+	{
+		/* the producer failed meanwhile: the rows stay, read again later */
+		RelayTally	left = {.any_left = true, .lowest_left = batch->rows[0].id};
+
+		relay_floor_after_record(&left);
+		relay_batch_free(batch);
+		return recorded;
+	}
+
+	queued = MemoryContextAllocZero(relay.round_context, sizeof(bool) * batch->n);
+	relay_begin_produce(batch);
+	going_on = relay_produce_rows(batch, queued, &shutdown_deadline, &fatal);
+	for (int i = 0; i < batch->n && clean; i++)
+		clean = queued[i];
+	relay_batch_enqueue(batch);
+
+	if (!going_on || fatal || !clean || !overlap || ShutdownRequestPending)
+		return relay_settle(true) && recorded;
+	return relay_settle(false) && recorded;
 }
 
 /* The OID of the role inbox_outbox.relay_role names, or InvalidOid. */
@@ -1815,15 +2121,15 @@ inbox_outbox_relay_main(Datum main_arg)
 														  GetSystemIdentifier(), MyDatabaseId));
 	relay.writer = pg_prng_uint64(&pg_global_prng_state);
 	relay.last_record = -1;
+	relay.read_due = true;
+	relay.next_retry_ms = -1;
 
 	while (!ShutdownRequestPending)
 	{
-		RelayRow   *rows;
+		RelayBatch *batch;
 		RelayRead	read;
 		pg_ulid		from;
 		int			n;
-		int64		next_retry_ms;
-		uint32		generation;
 		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
@@ -1837,17 +2143,60 @@ inbox_outbox_relay_main(Datum main_arg)
 									  "Correct it and reload the configuration; the relay does not fall back to the default.",
 									  producer_settings_accepted);
 		relay_reconnect_if_changed();
-		if (relay.producer == NULL && !relay_make_producer())
+		if (relay.producer == NULL)
 		{
-			relay_rest(1000);
-			continue;
+			if (!relay_make_producer())
+			{
+				relay_rest(1000);
+				continue;
+			}
+			relay.read_due = true;
 		}
 
 		LWLockAcquire(shared->lock, LW_SHARED);
-		generation = shared->extension_generation;
+		relay.generation = shared->extension_generation;
 		LWLockRelease(shared->lock);
 
 		MemoryContextReset(relay.round_context);
+
+		/*
+		 * Record what Kafka finished with meanwhile.  A failure that could
+		 * not be recorded leaves its row as it was, due at once: rest
+		 * before reading it again, so that the relay does not spin on it.
+		 */
+		if (!relay_settle(false))
+			relay_rest(Max(*relay_api->retry_backoff, 1000));
+		if (relay.producer == NULL)
+			continue;
+		if (relay_pipeline_full())
+		{
+			TimestampTz shutdown_deadline = 0;
+			bool		fatal = false;
+
+			/* room comes with acknowledgements (relay_settle() above) */
+			(void) relay_wait_step(&shutdown_deadline, &fatal);
+			continue;
+		}
+		if (!relay.read_due)
+		{
+			/*
+			 * Nothing is known to wait that no read has seen: sleep until a
+			 * commit, a delivery report or the next poll.
+			 */
+			if (relay.batches != NULL)
+				relay_set_state(RELAY_PUBLISHING);
+			else
+				relay_set_state(relay.next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
+			relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+			timeout = *relay_api->poll_interval;
+			if (relay.next_retry_ms >= 0 && relay.next_retry_ms < timeout)
+				timeout = (long) relay.next_retry_ms;
+			if (relay_wait(timeout) & WL_TIMEOUT)
+				relay.read_due = true;
+			kafka_serve(relay.producer);
+			continue;
+		}
+
 		relay_floor_settle();
 		from = relay.floor;
 		if (TimestampDifferenceExceeds(relay.last_full_read, GetCurrentTimestamp(),
@@ -1856,55 +2205,57 @@ inbox_outbox_relay_main(Datum main_arg)
 			relay.from_start = true;
 		if (relay.from_start)
 			relay.last_full_read = GetCurrentTimestamp();
+		batch = relay_batch_new();
+		relay.read_due = false;
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();
-		exit_unless_extension(generation);
+		exit_unless_extension(relay.generation);
 		relay_floor_check();
 		relay_pause_if_copy();
-		n = relay_store_fetch(relay.round_context, relay.from_start ? NULL : &from,
-							  &rows, &next_retry_ms, &read);
+		n = relay_store_fetch(batch->cxt, relay.from_start ? NULL : &from,
+							  &batch->rows, &relay.next_retry_ms, &read);
 		relay_end_work();
-		if (n == 0)
-		{
-			RelayTally	none = {0};
+		relay_floor_after_read(&read);
+		batch->read = read;
+		n = relay_drop_in_flight(batch->rows, n);
 
-			relay_set_floor(&read, &none);
-		}
-		else
+		/*
+		 * More rows follow a read that stopped short; but if it found only
+		 * rows in flight (it starts where an open transaction may still
+		 * commit), reading again before some of them are recorded would
+		 * find the same.
+		 */
+		if (read.cut && n > 0)
+			relay.read_due = true;
+		else if (read.cut)
+			relay.read_blocked = true;
+		if (n > 0)
 		{
-			bool		isolated;
-
-			n = relay_store_choose(&rows, n, &isolated);
+			batch->n = relay_store_choose(&batch->rows, n, &batch->isolated);
 			if (!relay_api->standby_wait_round(relay.slot, relay.database_name))
 			{
-				/* stopping, or read again later: the rows stay */
+				/* stopping, or read again: the rows stay */
 				relay.from_start = read.from_start;
 				relay.floor = from;
+				relay.read_due = true;
+				relay_batch_free(batch);
 				if (!ShutdownRequestPending)
 					relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 				continue;
 			}
-			relay_round(rows, n, isolated, &read, generation);
+			if (!relay_round(batch))
+				relay_rest(Max(*relay_api->retry_backoff, 1000));
 
-			/*
-			 * Look again before sleeping: more rows may be waiting, and a
-			 * commit that set the latch during the round was consumed by
-			 * the round's own waits.
-			 */
+			/* a busy outbox must not starve the inbox's retention */
+			relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 			continue;
 		}
-
-		relay_set_state(next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
-		relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
-		timeout = *relay_api->poll_interval;
-		if (next_retry_ms >= 0 && next_retry_ms < timeout)
-			timeout = (long) next_retry_ms;
-
-		(void) relay_wait(timeout);
-		kafka_serve(relay.producer);
+		relay_batch_free(batch);
 	}
 
-	kafka_producer_destroy(relay.producer, 1000);
+	/* stopping: what is in flight gets inbox_outbox.shutdown_timeout */
+	(void) relay_settle(true);
+	relay_drop_producer(1000);
 	ereport(LOG,
 			errmsg("inbox_outbox relay for database \"%s\" stopped",
 				   relay.database_name));

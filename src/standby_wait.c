@@ -302,6 +302,8 @@ standby_wait_round(RelaySlot *slot, const char *database_name)
 							   database_name));
 				logged[0] = '\0';
 			}
+			if (woken)
+				SetLatch(MyLatch);	/* a commit's wake-up, for the relay */
 			return true;
 		}
 
@@ -340,6 +342,8 @@ standby_wait_round(RelaySlot *slot, const char *database_name)
 			if (!standby_slots_enabled())
 			{
 				logged[0] = '\0';
+				if (woken)
+					SetLatch(MyLatch);
 				return true;
 			}
 		}
