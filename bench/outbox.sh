@@ -64,7 +64,7 @@ kafka=$("$work/test/kafka/kafka.sh" start "$kdir")
 kafka_pid=$(<"$kdir/kafka.pid")
 log "Kafka on $kafka (log: $kdir/server.log)"
 (
-	for t in orders latency drain_b1000 drain_b5000 drain_b10000; do
+	for t in orders latency drain_b1000 drain_b5000 drain_b10000 drain_limit; do
 		"$work/test/kafka/kafka.sh" create-topic "$kdir" "$t" 3 2>/dev/null
 	done
 ) &
@@ -272,17 +272,63 @@ ceiling() {
 	awk -v ms="$ms" 'BEGIN { printf "%.0f\n", 1000000 / ms * 1000 }'
 }
 
+# A REPEATABLE READ transaction that holds its snapshot, taken once the
+# rows are in, until it is terminated (held_snapshot_end): the relay's
+# deletes then leave dead index entries that no vacuum can remove.
+held_snapshot_start() {
+	(printf '%s\n' 'BEGIN ISOLATION LEVEL REPEATABLE READ;' \
+		'SELECT count(*) FROM inbox_outbox.outbox;' 'SELECT pg_sleep(3600);' |
+		PGAPPNAME=held_snapshot psql -XqAt >/dev/null 2>&1 || true) &
+	wait_until "the held snapshot" \
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'held_snapshot' AND backend_xmin IS NOT NULL AND state = 'active')"
+}
+held_snapshot_end() {
+	q -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'held_snapshot'" >/dev/null
+	wait
+}
+
+# The machine's limit for the same work: the PostgreSQL-only drain
+# (DELETE ... RETURNING in batches of $1, asynchronous commit) and kcat
+# producing the same million messages to the same broker (idempotent,
+# acks=all, linger.ms=0, as the relay does), both at once.  Prints the
+# events/s of the two together, then of each.
+drain_limit() {
+	local bs=$1 t0 tp tk t1
+	[[ -s $work/drain_msgs.txt ]] ||
+		q -c "COPY (SELECT key || E'\t' || convert_from(payload, 'UTF8') FROM drain_src) TO STDOUT" \
+			>"$work/drain_msgs.txt"
+	drain_load drain_limit
+	t0=$(date +%s.%N)
+	(
+		q -c 'SET synchronous_commit = off' -c 'SET plan_cache_mode = force_custom_plan' \
+			-c "CALL drain_delete_returning($bs)" >/dev/null
+		date +%s.%N >"$work/limit_pg_end"
+	) &
+	kcat -P -q -b "$kafka" -t drain_limit -K $'\t' -X enable.idempotence=true -X acks=all \
+		-X linger.ms=0 -X partitioner=murmur2_random -l "$work/drain_msgs.txt"
+	tk=$(date +%s.%N)
+	wait
+	tp=$(<"$work/limit_pg_end")
+	t1=$(awk -v a="$tp" -v b="$tk" 'BEGIN { print (a > b) ? a : b }')
+	awk -v t0="$t0" -v t1="$t1" -v tp="$tp" -v tk="$tk" \
+		'BEGIN { printf "%.0f %.0f %.0f\n", 1e6 / (t1 - t0), 1e6 / (tp - t0), 1e6 / (tk - t0) }'
+}
+
 rows2=()
 diag2=()
-declare -A ceil1 ceil2
+declare -A ceil1 ceil2 relay2
 cpu_mark "$postmaster_pid" "$kafka_pid"
-# batch_size, then librdkafka properties (inbox_outbox.kafka_config)
-for config in 1000 5000 10000 "5000 linger.ms=1" "10000 linger.ms=1"; do
+# batch_size, then librdkafka properties (inbox_outbox.kafka_config), or
+# "held": a REPEATABLE READ snapshot held through the drain
+for config in 1000 5000 10000 "5000 linger.ms=1" "10000 linger.ms=1" "5000 held"; do
 	read -r bs props <<<"$config"
-	label=$bs${props:+, $props}
+	held=
+	[[ $props == held ]] && { held=1; props=; }
+	label=$bs${props:+, $props}${held:+, a snapshot held}
 	topic=drain_b$bs
 	log "drain with batch_size $label"
 	drain_load "$topic"
+	[[ -n $held ]] && held_snapshot_start
 	before=$(topic_messages "$topic")
 	q -c "ALTER SYSTEM SET inbox_outbox.batch_size = $bs" -c 'SELECT pg_stat_statements_reset()' >/dev/null
 	if [[ -n $props ]]; then
@@ -293,12 +339,27 @@ for config in 1000 5000 10000 "5000 linger.ms=1" "10000 linger.ms=1"; do
 	k0=$(cpu_ticks "$kafka_pid")
 	t0=$(q -c 'ALTER SYSTEM RESET inbox_outbox.databases' \
 		-c 'SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()')
+	# the relay's private memory (RssAnon: shared buffers left out), its
+	# highest reading every 0.1 s
+	(
+		until rpid=$(relay_pid) && [[ -n $rpid ]]; do sleep 0.01; done
+		peak=0
+		while a=$(awk '/^RssAnon/ { print $2 }' "/proc/$rpid/status" 2>/dev/null) && [[ -n $a ]]; do
+			((a > peak)) && peak=$a && echo "$peak" >"$work/relay_rss_kb"
+			sleep 0.1
+		done
+	) &
+	rss_sampler=$!
 	t=$(poll_until "SELECT extract(epoch FROM clock_timestamp()), published FROM inbox_outbox.relay_worker()" \
 		'$2 >= 1000000' 300) || { log "the relay did not publish 1,000,000 rows within 300 s"; exit 1; }
 	t1=${t%%|*}
 	rpid=$(relay_pid)
 	rticks=$(cpu_ticks "$rpid")
+	kill "$rss_sampler" 2>/dev/null || true
+	wait "$rss_sampler" 2>/dev/null || true
+	rss_mb=$(awk '{ printf "%.0f", $1 / 1024 }' "$work/relay_rss_kb")
 	kticks=$(($(cpu_ticks "$kafka_pid") - k0))
+	[[ -n $held ]] && held_snapshot_end
 	left=$(q -c 'SELECT count(*) FROM inbox_outbox.outbox')
 	[[ $left == 0 ]] || { log "$left rows left in the outbox after the drain"; exit 1; }
 	read -r d_rounds _ _ d_fetch_ms d_delete_ms < <(relay_sql_stats)
@@ -311,14 +372,18 @@ for config in 1000 5000 10000 "5000 linger.ms=1" "10000 linger.ms=1"; do
 		ceil1[$bs]=$(ceiling drain_delete_returning "$bs")
 		ceil2[$bs]=$(ceiling drain_relay_statements "$bs")
 	fi
+	[[ -z $held && -z $props ]] && relay2[$bs]=$relay_eps
 	rows2+=("$(awk -v l="$label" -v r="$relay_eps" -v c1="${ceil1[$bs]}" -v c2="${ceil2[$bs]}" -v m="$msgs" 'BEGIN {
 		printf "| %s | %d | %d | %.2f | %d | %.2f | %d |", l, r, c1, r / c1, c2, r / c2, m }')")
 	diag2+=("$(awk -v l="$label" -v a="$t0" -v b="$t1" -v rt="$rticks" -v kt="$kticks" -v hz="$hz" \
-		-v n="$d_rounds" -v fm="$d_fetch_ms" -v dm="$d_delete_ms" 'BEGIN {
+		-v n="$d_rounds" -v fm="$d_fetch_ms" -v dm="$d_delete_ms" -v rss="$rss_mb" 'BEGIN {
 		s = b - a
-		printf "| %s | %.2f | %.1f (%.0f%%) | %.1f (%.0f%%) | %d | %.2f | %.2f | %.1f |", l, s,
-			rt / hz, 100 * rt / hz / s, kt / hz, 100 * kt / hz / s, n, fm / n, dm / n, 1000 * s / n }')")
+		printf "| %s | %.2f | %.1f (%.0f%%) | %.1f (%.0f%%) | %d | %.2f | %.2f | %.1f | %d |", l, s,
+			rt / hz, 100 * rt / hz / s, kt / hz, 100 * kt / hz / s, n, fm / n, dm / n, 1000 * s / n, rss }')")
+	[[ -n $held ]] && held_eps=$relay_eps
 done
+log "the limit: PostgreSQL-only drain and kcat producing the same messages, at the same time"
+read -r limit_eps limit_pg_eps limit_kcat_eps < <(drain_limit 5000)
 other2=$(other_cpu)
 q -c 'ALTER SYSTEM RESET inbox_outbox.batch_size' -c 'ALTER SYSTEM RESET inbox_outbox.kafka_config' >/dev/null
 relay_resume
@@ -336,9 +401,23 @@ echo "| batch_size, producer | relay events/s | ceiling: DELETE … RETURNING ev
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows2[@]}"
 echo
-echo "| batch_size, producer | relay drain s | relay CPU s | broker CPU s | rounds | read ms/round | delete ms/round | ms/round |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| batch_size, producer | relay drain s | relay CPU s | broker CPU s | rounds | read ms/round | delete ms/round | ms/round | relay peak private memory (RssAnon) MB |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${diag2[@]}"
+echo
+echo "The limit of the machine for the same work, at batch_size 5000: the PostgreSQL-only drain"
+echo "(DELETE … RETURNING, asynchronous commit) and kcat producing the same 1,000,000 messages to"
+echo "the same broker (idempotent, acks=all, linger.ms=0, no headers) at the same time, timed until"
+echo "both are done."
+echo
+echo "| measure | events/s | relay / it |"
+echo "|---|---|---|"
+awk -v r="${relay2[5000]}" -v l="$limit_eps" -v p="$limit_pg_eps" -v k="$limit_kcat_eps" -v h="$held_eps" 'BEGIN {
+	printf "| the limit: both at once | %d | **%.2f** |\n", l, r / l
+	printf "| (its PostgreSQL drain alone finished at) | %d | |\n", p
+	printf "| (its kcat alone finished at) | %d | |\n", k
+	printf "| relay, batch_size 5000 | %d | |\n", r
+	printf "| relay, batch_size 5000, a REPEATABLE READ snapshot held | %d | %.2f of the relay without |\n", h, h / r }'
 other_note "$other2"
 
 #
