@@ -179,6 +179,7 @@ typedef struct Relay
 	 */
 	bool		read_due;
 	int64		next_retry_ms;	/* as the last read found it */
+	TimestampTz last_read;		/* when the last read began */
 	bool		read_blocked;	/* it stopped short on rows in flight */
 	char	   *producer_brokers;	/* the settings it was made with */
 	char	   *producer_config;
@@ -2183,17 +2184,32 @@ inbox_outbox_relay_main(Datum main_arg)
 			 * Nothing is known to wait that no read has seen: sleep until a
 			 * commit, a delivery report or the next poll.
 			 */
-			if (relay.batches != NULL)
-				relay_set_state(RELAY_PUBLISHING);
-			else
+			if (relay.batches == NULL)
 				relay_set_state(relay.next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
 			relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 			timeout = *relay_api->poll_interval;
 			if (relay.next_retry_ms >= 0 && relay.next_retry_ms < timeout)
 				timeout = (long) relay.next_retry_ms;
-			if (relay_wait(timeout) & WL_TIMEOUT)
+			if (relay.batches != NULL)
+				timeout = Min(timeout, 100);	/* as relay_wait_step() */
+			(void) relay_wait(timeout);
+			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(),
+										   *relay_api->poll_interval) ||
+				(relay.next_retry_ms >= 0 &&
+				 TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(),
+											(int) Min(relay.next_retry_ms, PG_INT32_MAX))))
 				relay.read_due = true;
 			kafka_serve(relay.producer);
+			if (relay.batches != NULL)
+			{
+				char		errbuf[RELAY_ERROR_LEN];
+
+				/* as a round's wait does (relay_wait_step()) */
+				if (kafka_take_error(relay.producer, errbuf, sizeof(errbuf)))
+					relay_record_error(errbuf);
+				relay_set_state(kafka_brokers_down(relay.producer) ?
+								RELAY_BROKER_UNREACHABLE : RELAY_PUBLISHING);
+			}
 			continue;
 		}
 
@@ -2207,6 +2223,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			relay.last_full_read = GetCurrentTimestamp();
 		batch = relay_batch_new();
 		relay.read_due = false;
+		relay.last_read = GetCurrentTimestamp();
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();
 		exit_unless_extension(relay.generation);
