@@ -173,11 +173,14 @@ typedef struct Relay
 
 	/*
 	 * Whether the outbox is to be read: rows may be waiting that no read
-	 * has seen.  Set by a wake-up (a commit sets the latch once its rows
-	 * are visible), by a read that stopped short, by a poll, and whenever
-	 * a round left rows or failures behind; cleared as a read begins.
+	 * has seen.  Set by a read that stopped short, by a poll, and whenever
+	 * a round left rows or failures behind; a wake-up (a commit sets the
+	 * latch once its rows are visible) sets woken instead, see
+	 * relay_read_now().  Cleared as a read begins.
 	 */
 	bool		read_due;
+	bool		woken;			/* a wake-up came since the last read */
+	bool		recorded;		/* a round was recorded since the last read */
 	int64		next_retry_ms;	/* as the last read found it */
 	TimestampTz last_read;		/* when the last read began */
 	bool		read_blocked;	/* it stopped short on rows in flight */
@@ -250,6 +253,7 @@ static InboxOutboxShared *shared = NULL;
  * partition keeps every batch with a row for it in flight, so the count
  * allows thousands.
  */
+#define RELAY_READ_GATHER_MS	1
 #define RELAY_PIPELINE_BATCHES	4096
 #define RELAY_PIPELINE_BYTES	(64 * 1024 * 1024)
 
@@ -451,7 +455,7 @@ relay_wait(long timeout)
 	if (rc & WL_LATCH_SET)
 	{
 		ResetLatch(MyLatch);
-		relay.read_due = true;
+		relay.woken = true;
 	}
 	return rc;
 }
@@ -906,6 +910,9 @@ relay_settle(bool all)
 	bool		recorded = true;
 	TimestampTz shutdown_deadline = 0;
 	RelayBatch **link;
+	RelayBatch *done = NULL;
+	int			ndone = 0;
+	int			nrows = 0;
 
 	if (relay.batches == NULL)
 		return true;
@@ -928,6 +935,7 @@ relay_settle(bool all)
 	if (relay.extension_dropped)
 		relay_leave_extension_dropped();
 
+	/* the finished batches, out of the list */
 	link = &relay.batches;
 	while (*link != NULL)
 	{
@@ -939,14 +947,51 @@ relay_settle(bool all)
 			continue;
 		}
 		*link = batch->next;
-		if (!relay_record(batch, -1))
-			recorded = false;
-		relay_batch_free(batch);
-		if (relay.read_blocked)
+		batch->next = done;
+		done = batch;
+		ndone++;
+		nrows += batch->n;
+	}
+	if (done == NULL)
+		return true;
+
+	/*
+	 * Several finished batches are recorded as one, in one transaction (an
+	 * isolated retry is never among several: nothing else is in flight
+	 * with it).
+	 */
+	if (ndone == 1)
+		recorded = relay_record(done, -1);
+	else
+	{
+		RelayBatch	all = {0};
+		int			i = 0;
+
+		all.cxt = relay.round_context;
+		all.rows = MemoryContextAlloc(all.cxt, sizeof(RelayRow) * nrows);
+		all.round.results = MemoryContextAlloc(all.cxt, sizeof(KafkaResult) * Max(nrows, 1));
+		for (RelayBatch *batch = done; batch != NULL; batch = batch->next)
 		{
-			relay.read_due = true;
-			relay.read_blocked = false;
+			Assert(!batch->isolated);
+			memcpy(&all.rows[i], batch->rows, sizeof(RelayRow) * batch->n);
+			memcpy(&all.round.results[i], batch->round.results, sizeof(KafkaResult) * batch->n);
+			i += batch->n;
 		}
+		all.n = nrows;
+		recorded = relay_record(&all, -1);
+	}
+	while (done != NULL)
+	{
+		RelayBatch *next = done->next;
+
+		relay_batch_free(done);
+		done = next;
+	}
+	relay.recorded = true;
+	if (relay.read_blocked)
+	{
+		relay.read_due = true;
+		relay.read_blocked = false;
 	}
 	return recorded;
 }
@@ -2074,6 +2119,38 @@ relay_exit_if_role_changed(void)
 	proc_exit(0);
 }
 
+/*
+ * Whether to read the outbox now; otherwise *wait_ms is how long to wait
+ * for a reason to.  A wake-up alone, while rounds are in flight, reads once
+ * one of them was recorded or RELAY_READ_GATHER_MS after the last read,
+ * whichever comes first: under a steady stream of commits the rows of
+ * several then go in one round, as they did when each round was waited
+ * for, rather than one round (a read, a produce request, a delete) per
+ * commit, which at a few thousand events a second costs more than it
+ * saves.  A partition that does not answer delays the reads by at most
+ * that much.
+ */
+static bool
+relay_read_now(long *wait_ms)
+{
+	long		since;
+
+	if (relay.read_due)
+		return true;
+	if (!relay.woken)
+	{
+		*wait_ms = -1;
+		return false;
+	}
+	if (relay.batches == NULL || relay.recorded)
+		return true;
+	since = TimestampDifferenceMilliseconds(relay.last_read, GetCurrentTimestamp());
+	if (since >= RELAY_READ_GATHER_MS)
+		return true;
+	*wait_ms = RELAY_READ_GATHER_MS - since;
+	return false;
+}
+
 void
 inbox_outbox_relay_main(Datum main_arg)
 {
@@ -2132,6 +2209,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		pg_ulid		from;
 		int			n;
 		long		timeout;
+		long		gather_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		relay_process_reload();
@@ -2178,20 +2256,24 @@ inbox_outbox_relay_main(Datum main_arg)
 			(void) relay_wait_step(&shutdown_deadline, &fatal);
 			continue;
 		}
-		if (!relay.read_due)
+		if (!relay_read_now(&gather_ms))
 		{
 			/*
-			 * Nothing is known to wait that no read has seen: sleep until a
-			 * commit, a delivery report or the next poll.
+			 * Nothing is known to wait that no read has seen, or the read
+			 * waits to gather more: sleep until a commit, a delivery report,
+			 * the gathering's end or the next poll.
 			 */
 			if (relay.batches == NULL)
 				relay_set_state(relay.next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
-			relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
+			if (gather_ms < 0)
+				relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 			timeout = *relay_api->poll_interval;
 			if (relay.next_retry_ms >= 0 && relay.next_retry_ms < timeout)
 				timeout = (long) relay.next_retry_ms;
 			if (relay.batches != NULL)
 				timeout = Min(timeout, 100);	/* as relay_wait_step() */
+			if (gather_ms >= 0)
+				timeout = Min(timeout, gather_ms);
 			(void) relay_wait(timeout);
 			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(),
 										   *relay_api->poll_interval) ||
@@ -2223,6 +2305,8 @@ inbox_outbox_relay_main(Datum main_arg)
 			relay.last_full_read = GetCurrentTimestamp();
 		batch = relay_batch_new();
 		relay.read_due = false;
+		relay.woken = false;
+		relay.recorded = false;
 		relay.last_read = GetCurrentTimestamp();
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();
