@@ -157,8 +157,10 @@ classify(KafkaProducer *producer, rd_kafka_resp_err_t err)
 /*
  * The class of an error with which producev() refuses a message before
  * queueing it.  In a transaction, _STATE means that the transaction failed
- * already (an earlier message's error, or a fatal error), and _FATAL that
- * the producer did: either says nothing about this message.
+ * already (an earlier message's error, or a fatal error), and _FATAL, in
+ * either mode, that the producer did: either says nothing about this
+ * message, costs it no attempt, and ends the producing of the round (see
+ * kafka_txn_failed()).
  */
 static KafkaOutcome
 classify_refusal(KafkaProducer *producer, rd_kafka_resp_err_t err)
@@ -173,7 +175,9 @@ classify_refusal(KafkaProducer *producer, rd_kafka_resp_err_t err)
 			producer->txn_failed = true;
 			return KAFKA_NOT_SENT;
 		case RD_KAFKA_RESP_ERR__FATAL:
-			return producer->transactional ? KAFKA_NOT_SENT : KAFKA_FAILED;
+			/* the producer failed: no message of it is sent any more */
+			producer->txn_failed = true;
+			return KAFKA_NOT_SENT;
 		default:
 			return KAFKA_FAILED;
 	}
@@ -472,9 +476,9 @@ kafka_outstanding(KafkaProducer *producer)
 /*
  * Produce message index of round; its outcome arrives in its result, at once if
  * librdkafka refuses it outright: KAFKA_REJECTED for a message above the
- * producer's message.max.bytes, KAFKA_NOT_SENT when the transaction or the
- * producer has failed already (transactional producer; see
- * kafka_txn_failed()), KAFKA_FAILED otherwise (a topic it has learnt does
+ * producer's message.max.bytes, KAFKA_NOT_SENT when the producer or the
+ * transaction has failed already (see kafka_txn_failed()), KAFKA_FAILED
+ * otherwise (a topic it has learnt does
  * not exist, say, which may yet be created).  Returns false only if
  * librdkafka's queue is full: then the caller waits, serving delivery
  * reports, and tries again.

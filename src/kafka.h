@@ -90,8 +90,9 @@ extern KafkaTxnAnswer kafka_txn_commit(KafkaProducer *producer, char *errbuf, si
 extern KafkaTxnAnswer kafka_txn_abort(KafkaProducer *producer, char *errbuf, size_t len);
 
 /*
- * Whether producev() answered _STATE in this round: the open transaction
- * has failed already, and the round must stop producing and abort.
+ * Whether producev() answered _STATE in this round (the open transaction
+ * has failed already, and the round must abort) or _FATAL (the producer
+ * failed): either way the round must stop producing.
  */
 extern bool kafka_txn_failed(KafkaProducer *producer);
 

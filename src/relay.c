@@ -181,6 +181,7 @@ typedef struct Relay
 	bool		read_due;
 	bool		woken;			/* a wake-up came since the last read */
 	bool		recorded;		/* a round was recorded since the last read */
+	uint64		failures_recorded;	/* rounds recorded with failures */
 	int64		next_retry_ms;	/* as the last read found it */
 	TimestampTz last_read;		/* when the last read began */
 	bool		read_blocked;	/* it stopped short on rows in flight */
@@ -254,6 +255,13 @@ static InboxOutboxShared *shared = NULL;
  * allows thousands.
  */
 #define RELAY_READ_GATHER_MS	1
+
+/*
+ * The shortest wait for a retry that is due: a due row held back behind an
+ * earlier failed row of its key still counts as due, and reading for it
+ * without pause would spin until that row's retry.
+ */
+#define RELAY_RETRY_MIN_WAIT_MS	10
 #define RELAY_PIPELINE_BATCHES	4096
 #define RELAY_PIPELINE_BYTES	(64 * 1024 * 1024)
 
@@ -603,28 +611,17 @@ relay_batch_enqueue(RelayBatch *batch)
 }
 
 /*
- * Leave out of a read the rows that are in flight already: a read can meet
- * them again (it starts at the lowest id an open transaction may still
+ * Whether the row with this id is in flight already: a read can meet such
+ * rows again (it starts at the lowest id an open transaction may still
  * commit, or at the low end of the outbox), and they must not be sent a
- * second time, nor overtaken by themselves.  Returns the number of rows
- * kept, in order.
+ * second time, nor overtaken by themselves.  relay_store_fetch() leaves
+ * them out, by id, never by a range.
  */
-static int
-relay_drop_in_flight(RelayRow *rows, int n)
+static bool
+relay_in_flight(const pg_ulid *id)
 {
-	int			kept = 0;
-
-	if (relay.nbatches == 0)
-		return n;
-	for (int i = 0; i < n; i++)
-	{
-		if (hash_search(relay.in_flight, &rows[i].id, HASH_FIND, NULL) != NULL)
-			continue;
-		if (kept != i)
-			rows[kept] = rows[i];
-		kept++;
-	}
-	return kept;
+	return relay.nbatches > 0 &&
+		hash_search(relay.in_flight, id, HASH_FIND, NULL) != NULL;
 }
 
 /*
@@ -868,6 +865,8 @@ relay_record(RelayBatch *batch, int64 record_offset)
 	relay_floor_after_record(&tally);
 	if (tally.any_left || tally.failed > 0)
 		relay.read_due = true;
+	if (tally.failed > 0)
+		relay.failures_recorded++;
 	relay_count(tally.published, tally.failed, tally.dead_lettered);
 	if (tally.last_failure[0] != '\0')
 		relay_record_error(tally.last_failure);
@@ -913,6 +912,7 @@ relay_settle(bool all)
 	RelayBatch *done = NULL;
 	int			ndone = 0;
 	int			nrows = 0;
+	bool		any_isolated = false;
 
 	if (relay.batches == NULL)
 		return true;
@@ -951,17 +951,20 @@ relay_settle(bool all)
 		done = batch;
 		ndone++;
 		nrows += batch->n;
+		any_isolated |= batch->isolated;
 	}
 	if (done == NULL)
 		return true;
 
 	/*
-	 * Several finished batches are recorded as one, in one transaction (an
-	 * isolated retry is never among several: nothing else is in flight
-	 * with it).
+	 * Several finished batches are recorded as one, in one transaction; an
+	 * isolated retry, whose failure is its own, always alone.
 	 */
-	if (ndone == 1)
-		recorded = relay_record(done, -1);
+	if (ndone == 1 || any_isolated)
+	{
+		for (RelayBatch *batch = done; batch != NULL; batch = batch->next)
+			recorded &= relay_record(batch, -1);
+	}
 	else
 	{
 		RelayBatch	all = {0};
@@ -972,7 +975,6 @@ relay_settle(bool all)
 		all.round.results = MemoryContextAlloc(all.cxt, sizeof(KafkaResult) * Max(nrows, 1));
 		for (RelayBatch *batch = done; batch != NULL; batch = batch->next)
 		{
-			Assert(!batch->isolated);
 			memcpy(&all.rows[i], batch->rows, sizeof(RelayRow) * batch->n);
 			memcpy(&all.round.results[i], batch->round.results, sizeof(KafkaResult) * batch->n);
 			i += batch->n;
@@ -1884,13 +1886,14 @@ relay_round_txn(RelayBatch *batch)
 	if (end != ROUND_SENT)
 		relay_results_not_committed(batch);
 	recorded = relay_record(batch, end == ROUND_SENT ? record_offset : -1);
-	relay_batch_free(batch);
 	if (end == ROUND_LOST)
 	{
+		/* before the batch goes: messages may still be outstanding */
 		kafka_producer_destroy(relay.producer, 1000);
 		relay.producer = NULL;
 		relay.progress_settled = false;
 	}
+	relay_batch_free(batch);
 	return recorded;
 }
 
@@ -1900,7 +1903,7 @@ relay_round_txn(RelayBatch *batch)
  * the next while Kafka acknowledges this one, and records each batch when
  * every message of it has its delivery report (relay_settle()).  Rows in
  * flight are left out of the later reads by their ids
- * (relay_drop_in_flight()), never by a range: ids do not commit in order.
+ * (relay_in_flight()), never by a range: ids do not commit in order.
  *
  * A key's order across the overlapping batches is the producer's: the
  * batches of one key go to one partition in id order, and the idempotent
@@ -1912,7 +1915,8 @@ relay_round_txn(RelayBatch *batch)
  * settled before anything else is read, and so is an isolated retry, and
  * any batch while a failure in flight is not yet recorded or rows wait for
  * a retry, so that the failures are in the table, and the read's anti-join
- * holds back their keys, before the next read.
+ * holds back their keys, before the next read; a batch read before
+ * failures were recorded is not produced but read again.
  */
 static bool
 relay_round(RelayBatch *batch)
@@ -1924,19 +1928,26 @@ relay_round(RelayBatch *batch)
 	bool		clean = true;
 	bool		recorded = true;
 	TimestampTz shutdown_deadline = 0;
+	uint64		failures;
 
 	if (relay.exactly_once)
 		return relay_round_txn(batch);
 
 	overlap = !batch->isolated && !batch->read.failed_rows;
+	failures = relay.failures_recorded;
 	if (!overlap || relay_batches_failed())
 		recorded = relay_settle(true);
-	if (relay.producer == NULL)
+	if (relay.producer == NULL || relay.failures_recorded != failures)
 	{
-		/* the producer failed meanwhile: the rows stay, read again later */
+		/*
+		 * The producer failed meanwhile, or failures were recorded that the
+		 * read did not see (its anti-join would have held back their keys):
+		 * the rows stay, and are read again.
+		 */
 		RelayTally	left = {.any_left = true, .lowest_left = batch->rows[0].id};
 
 		relay_floor_after_record(&left);
+		relay.read_due = true;
 		relay_batch_free(batch);
 		return recorded;
 	}
@@ -2144,6 +2155,12 @@ relay_read_now(long *wait_ms)
 	}
 	if (relay.batches == NULL || relay.recorded)
 		return true;
+	if (relay.read_blocked)
+	{
+		/* it would find the same rows in flight: wait for a record */
+		*wait_ms = -1;
+		return false;
+	}
 	since = TimestampDifferenceMilliseconds(relay.last_read, GetCurrentTimestamp());
 	if (since >= RELAY_READ_GATHER_MS)
 		return true;
@@ -2269,7 +2286,7 @@ inbox_outbox_relay_main(Datum main_arg)
 				relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 			timeout = *relay_api->poll_interval;
 			if (relay.next_retry_ms >= 0 && relay.next_retry_ms < timeout)
-				timeout = (long) relay.next_retry_ms;
+				timeout = (long) Max(relay.next_retry_ms, RELAY_RETRY_MIN_WAIT_MS);
 			if (relay.batches != NULL)
 				timeout = Min(timeout, 100);	/* as relay_wait_step() */
 			if (gather_ms >= 0)
@@ -2279,7 +2296,9 @@ inbox_outbox_relay_main(Datum main_arg)
 										   *relay_api->poll_interval) ||
 				(relay.next_retry_ms >= 0 &&
 				 TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(),
-											(int) Min(relay.next_retry_ms, PG_INT32_MAX))))
+											(int) Min(Max(relay.next_retry_ms,
+														  RELAY_RETRY_MIN_WAIT_MS),
+													  PG_INT32_MAX))))
 				relay.read_due = true;
 			kafka_serve(relay.producer);
 			if (relay.batches != NULL)
@@ -2307,6 +2326,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay.read_due = false;
 		relay.woken = false;
 		relay.recorded = false;
+		relay.read_blocked = false;
 		relay.last_read = GetCurrentTimestamp();
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();
@@ -2314,11 +2334,11 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay_floor_check();
 		relay_pause_if_copy();
 		n = relay_store_fetch(batch->cxt, relay.from_start ? NULL : &from,
-							  &batch->rows, &relay.next_retry_ms, &read);
+							  relay_in_flight, &batch->rows, &relay.next_retry_ms,
+							  &read);
 		relay_end_work();
 		relay_floor_after_read(&read);
 		batch->read = read;
-		n = relay_drop_in_flight(batch->rows, n);
 
 		/*
 		 * More rows follow a read that stopped short; but if it found only

@@ -686,7 +686,9 @@ relay_store_floor_trigger_version(Oid outbox)
 
 /*
  * Read the next batch into cxt, in the caller's transaction (see
- * relay_begin_read()).  Returns the number of rows; *next_retry_ms is set to
+ * relay_begin_read()), leaving out the rows whose ids skip (if not NULL)
+ * names: the relay's rows in flight, which the read may meet again and
+ * which are neither copied nor sent twice.  Returns the number of rows; *next_retry_ms is set to
  * the wait until the earliest pending retry, or -1 if none; *read says how
  * the rows were read.
  *
@@ -704,12 +706,14 @@ relay_store_floor_trigger_version(Oid outbox)
  * round takes besides its rows' values, each held once.
  */
 int
-relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
-				  int64 *next_retry_ms, RelayRead *read)
+relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayIdFilter skip,
+				  RelayRow **rows_out, int64 *next_retry_ms, RelayRead *read)
 {
 	int			batch = *relay_api->batch_size;
 	Datum		args[2];
 	int			n = 0;
+	int			nread = 0;		/* n, and the rows skipped */
+	pg_ulid		last_id = {0};
 	int			capacity;
 	int64		bytes = 0;
 	bool		full = false;
@@ -757,9 +761,9 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 		portal = SPI_cursor_open(NULL, store.fetch_plan, args, NULL, true);
 	}
 
-	while (n < batch && !full)
+	while (nread < batch && !full)
 	{
-		SPI_cursor_fetch(portal, true, Min(256, batch - n));
+		SPI_cursor_fetch(portal, true, Min(256, batch - nread));
 		if (SPI_processed == 0)
 			break;
 
@@ -779,7 +783,17 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 				(int64) key_size + payload_size + headers_size;
 			bool		isnull;
 			Datum		d;
+			pg_ulid		id;
 
+			memcpy(&id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+				   sizeof(pg_ulid));
+			if (skip != NULL && skip(&id))
+			{
+				/* in flight already: neither copied nor sent */
+				nread++;
+				last_id = id;
+				continue;
+			}
 			if (n > 0 && bytes + cost > RELAY_ROUND_BYTES)
 			{
 				full = true;	/* this row and the rest wait for a later round */
@@ -796,6 +810,8 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 			}
 			row = &rows[n];
 			n++;
+			nread++;
+			last_id = id;
 			bytes += cost;
 
 			ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
@@ -829,9 +845,9 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayRow **rows_out,
 	}
 	SPI_cursor_close(portal);
 
-	read->cut = full || n == batch;
-	if (n > 0)
-		read->last_id = rows[n - 1].id;
+	read->cut = full || nread == batch;
+	if (nread > 0)
+		read->last_id = last_id;
 	if (read->cut)
 		*next_retry_ms = -1;	/* rows are waiting: no rest before the next round */
 

@@ -75,9 +75,12 @@ extern void relay_begin_work(const char *activity);
 extern void relay_begin_read(const char *activity, pg_ulid *floor);
 extern void relay_end_work(void);
 
+/* Whether a row read is to be left out (see relay_store_fetch()). */
+typedef bool (*RelayIdFilter) (const pg_ulid *id);
+
 extern int	relay_store_fetch(MemoryContext cxt, const pg_ulid *from,
-							  RelayRow **rows_out, int64 *next_retry_ms,
-							  RelayRead *read);
+							  RelayIdFilter skip, RelayRow **rows_out,
+							  int64 *next_retry_ms, RelayRead *read);
 extern bool relay_store_prepared_exist(void);
 extern bool relay_store_extension_exists(void);
 extern TransactionId relay_store_floor_trigger_version(Oid outbox);
