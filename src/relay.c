@@ -127,6 +127,7 @@ static bool producer_settings_changed(void);
 static bool producer_settings_accepted(void);
 static bool relay_mode_changed(void);
 static bool relay_producer_failed(void);
+static void relay_note_kafka(void);
 pg_noreturn static void relay_wait_until_resolved(RelayState state,
 												  const char *reason,
 												  const char *hint,
@@ -167,8 +168,8 @@ typedef struct Relay
 	char	   *wanted_role;	/* a relay_role that did not exist */
 
 	KafkaProducer *producer;	/* NULL until made, and after a failure */
-	WaitEventSet *wait_set;		/* latch, postmaster, producer's pipe */
-	KafkaProducer *wait_set_for;	/* the producer wait_set was made for */
+	WaitEventSet *wait_set;		/* latch, postmaster, producer's pipe; NULL
+								 * until the first wait of each producer */
 	bool		producer_failed;	/* its fatal error was reported */
 
 	/*
@@ -439,10 +440,8 @@ relay_wait(long timeout)
 	int			n;
 	int			rc = 0;
 
-	if (relay.wait_set == NULL || relay.wait_set_for != relay.producer)
+	if (relay.wait_set == NULL)
 	{
-		if (relay.wait_set != NULL)
-			FreeWaitEventSet(relay.wait_set);
 #if PG_VERSION_NUM >= 170000
 		relay.wait_set = CreateWaitEventSet(NULL, 3);
 #else
@@ -452,7 +451,6 @@ relay_wait(long timeout)
 		AddWaitEventToSet(relay.wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		AddWaitEventToSet(relay.wait_set, WL_SOCKET_READABLE,
 						  kafka_wait_fd(relay.producer), NULL, NULL);
-		relay.wait_set_for = relay.producer;
 	}
 	n = WaitEventSetWait(relay.wait_set, timeout, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
@@ -481,7 +479,6 @@ relay_wait(long timeout)
 static bool
 relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 {
-	char		errbuf[RELAY_ERROR_LEN];
 	int			rc;
 
 	rc = relay_wait(100);
@@ -491,9 +488,6 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 	/* the round's rows went with the extension: nothing to wait for */
 	if (relay_extension_dropped((rc & WL_LATCH_SET) != 0))
 		return false;
-
-	if (kafka_take_error(relay.producer, errbuf, sizeof(errbuf)))
-		relay_record_error(errbuf);
 
 	if (relay_producer_failed())
 	{
@@ -521,9 +515,23 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 			return false;
 	}
 
+	relay_note_kafka();
+	return true;
+}
+
+/*
+ * While rounds are in flight: keep librdkafka's latest error in
+ * relay_status, and show whether a broker answers.
+ */
+static void
+relay_note_kafka(void)
+{
+	char		errbuf[RELAY_ERROR_LEN];
+
+	if (kafka_take_error(relay.producer, errbuf, sizeof(errbuf)))
+		relay_record_error(errbuf);
 	relay_set_state(kafka_brokers_down(relay.producer) ?
 					RELAY_BROKER_UNREACHABLE : RELAY_PUBLISHING);
-	return true;
 }
 
 /*
@@ -1178,7 +1186,10 @@ relay_create_producer(const char *transactional_id)
 	{
 		relay.producer = kafka_producer_create(relay.producer_brokers, relay.producer_config,
 											   relay.client_id, transactional_id);
-		relay.wait_set_for = NULL;	/* a new pipe, perhaps at the old address */
+		/* a new pipe: the next wait makes a wait set for it */
+		if (relay.wait_set != NULL)
+			FreeWaitEventSet(relay.wait_set);
+		relay.wait_set = NULL;
 		relay.producer_failed = false;
 	}
 	PG_CATCH();
@@ -2227,6 +2238,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		int			n;
 		long		timeout;
 		long		gather_ms;
+		long		due_ms;		/* the next poll or retry, from the last read */
 
 		CHECK_FOR_INTERRUPTS();
 		relay_process_reload();
@@ -2284,33 +2296,20 @@ inbox_outbox_relay_main(Datum main_arg)
 				relay_set_state(relay.next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
 			if (gather_ms < 0)
 				relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
-			timeout = *relay_api->poll_interval;
-			if (relay.next_retry_ms >= 0 && relay.next_retry_ms < timeout)
-				timeout = (long) Max(relay.next_retry_ms, RELAY_RETRY_MIN_WAIT_MS);
+			due_ms = *relay_api->poll_interval;
+			if (relay.next_retry_ms >= 0)
+				due_ms = Min(due_ms, Max(relay.next_retry_ms, RELAY_RETRY_MIN_WAIT_MS));
+			timeout = due_ms;
 			if (relay.batches != NULL)
 				timeout = Min(timeout, 100);	/* as relay_wait_step() */
 			if (gather_ms >= 0)
 				timeout = Min(timeout, gather_ms);
 			(void) relay_wait(timeout);
-			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(),
-										   *relay_api->poll_interval) ||
-				(relay.next_retry_ms >= 0 &&
-				 TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(),
-											(int) Min(Max(relay.next_retry_ms,
-														  RELAY_RETRY_MIN_WAIT_MS),
-													  PG_INT32_MAX))))
+			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(), (int) due_ms))
 				relay.read_due = true;
 			kafka_serve(relay.producer);
 			if (relay.batches != NULL)
-			{
-				char		errbuf[RELAY_ERROR_LEN];
-
-				/* as a round's wait does (relay_wait_step()) */
-				if (kafka_take_error(relay.producer, errbuf, sizeof(errbuf)))
-					relay_record_error(errbuf);
-				relay_set_state(kafka_brokers_down(relay.producer) ?
-								RELAY_BROKER_UNREACHABLE : RELAY_PUBLISHING);
-			}
+				relay_note_kafka();
 			continue;
 		}
 
