@@ -42,7 +42,7 @@ OBJS = \
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
 RELAY_OBJS = src/relay.o src/relay_store.o src/relay_progress.o \
 	src/relay_faults.o src/progress_record.o src/kafka.o src/kafka_client.o \
-	src/kafka_headers.o $(COMMON_OBJS)
+	src/kafka_headers.o src/kafka_topic.o $(COMMON_OBJS)
 
 # librdkafka, as pkg-config finds it (set PKG_CONFIG_PATH for another copy).
 PKG_CONFIG ?= pkg-config

@@ -25,7 +25,8 @@
  *  - enable.idempotence=true (acks=all, ordered retries without duplicates
  *    inside the broker);
  *  - partitioner=murmur2_random: keyed messages land on the partition the
- *    Java client would choose;
+ *    Java client would choose (in at-least-once mode kafka_topic.c picks
+ *    the same partition itself, to send the first message of each alone);
  *  - delivery.report.only.error=false: a row leaves the outbox only on a
  *    successful delivery report.
  *
@@ -68,24 +69,12 @@
 
 #include "kafka.h"
 #include "kafka_client.h"
+#include "kafka_topic.h"
 
 #define KAFKA_ERROR_LEN		256
 
 /* The step of a blocking transactional call. */
 #define KAFKA_TXN_STEP_MS	100
-
-/*
- * The longest topic name Kafka accepts is 249 bytes; a longer one is
- * produced by name, and refused by librdkafka.
- */
-#define KAFKA_TOPIC_NAME_MAX	249
-
-/* A topic this producer has produced to, with its handle. */
-typedef struct KafkaTopic
-{
-	char		name[KAFKA_TOPIC_NAME_MAX + 1]; /* the hash key */
-	rd_kafka_topic_t *rkt;
-} KafkaTopic;
 
 /* What the user's kafka_config does not change, transaction.timeout.ms */
 #define KAFKA_TXN_TIMEOUT_DEFAULT	"60000"
@@ -110,7 +99,9 @@ struct KafkaProducer
 
 	KafkaLog	log;
 
-	HTAB	   *topics;			/* KafkaTopic by name */
+	HTAB	   *topics;			/* KafkaTopic by name (kafka_topic.c) */
+	int64		now_ms;			/* as of the last kafka_serve() */
+	int64		ask_after_ms;	/* no metadata request before then */
 
 	bool		brokers_down;
 	bool		error_new;
@@ -199,7 +190,15 @@ delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 			producer->record_offset = msg->offset;
 	}
 	else
-		((KafkaResult *) msg->_private)->round->outstanding--;
+	{
+		KafkaResult *result = (KafkaResult *) msg->_private;
+
+		if (result->topic != NULL)
+			kafka_topic_answered(result->topic, msg->partition, result->probe,
+								 msg->err == RD_KAFKA_RESP_ERR_NO_ERROR,
+								 producer->now_ms);
+		result->round->outstanding--;
+	}
 	producer->outstanding--;
 	if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		producer->brokers_down = false;
@@ -305,51 +304,8 @@ kafka_producer_create(const char *brokers, const char *extra_config,
 	}
 
 	kafka_main_queue_to_pipe(producer->rk, producer->pipefd[1]);
+	producer->now_ms = GetCurrentTimestamp() / 1000;
 	return producer;
-}
-
-/*
- * The handle of a topic, made at its first message and kept, which spares
- * librdkafka a lookup by name per message.  Its metadata is not asked for
- * ahead of the first message: with the topic's partitions known at once,
- * a first message that the broker refuses for good (too large for the
- * topic) went out alone, and the later messages of its key, in the next
- * requests of a producer id the broker had no state for, were accepted
- * (022_relay_poison.pl on 18): see the closing note of issue 12.  A name
- * longer than Kafka allows gets a handle for the one message (*temporary),
- * which the broker then refuses.  Returns NULL if librdkafka refuses the
- * name (rd_kafka_last_error() says why).
- */
-static rd_kafka_topic_t *
-kafka_topic(KafkaProducer *producer, const char *name, bool *temporary)
-{
-	KafkaTopic *entry;
-	bool		found;
-	rd_kafka_topic_t *rkt;
-
-	*temporary = strlen(name) > KAFKA_TOPIC_NAME_MAX;
-	if (*temporary)
-		return rd_kafka_topic_new(producer->rk, name, NULL);
-	if (producer->topics == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = KAFKA_TOPIC_NAME_MAX + 1;
-		ctl.entrysize = sizeof(KafkaTopic);
-		ctl.hcxt = TopMemoryContext;
-		producer->topics = hash_create("inbox_outbox producer topics", 64, &ctl,
-									   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	entry = hash_search(producer->topics, name, HASH_FIND, NULL);
-	if (entry != NULL)
-		return entry->rkt;
-
-	rkt = rd_kafka_topic_new(producer->rk, name, NULL);
-	if (rkt == NULL)
-		return NULL;
-	entry = hash_search(producer->topics, name, HASH_ENTER, &found);
-	entry->rkt = rkt;
-	return rkt;
 }
 
 /* transaction.timeout.ms of a transactional producer; 0 otherwise */
@@ -398,17 +354,9 @@ kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
 
 	if (!producer->transactional)
 		kafka_purge(producer, timeout_ms);
-	if (producer->topics != NULL)
-	{
-		HASH_SEQ_STATUS seq;
-		KafkaTopic *entry;
-
-		hash_seq_init(&seq, producer->topics);
-		while ((entry = hash_seq_search(&seq)) != NULL)
-			rd_kafka_topic_destroy(entry->rkt);
-		hash_destroy(producer->topics);
-	}
+	kafka_topics_destroy_handles(producer->topics);
 	rd_kafka_destroy(producer->rk);
+	kafka_topics_free(producer->topics);
 
 	close(producer->pipefd[0]);
 	close(producer->pipefd[1]);
@@ -457,9 +405,15 @@ kafka_outstanding(KafkaProducer *producer)
  * producer's message.max.bytes, KAFKA_NOT_SENT when the producer or the
  * transaction has failed already (see kafka_txn_failed()), KAFKA_FAILED
  * otherwise (a topic it has learnt does
- * not exist, say, which may yet be created).  Returns false only if
+ * not exist, say, which may yet be created).  The idempotent producer of
+ * at-least-once mode chooses a keyed message's partition itself and may
+ * hold the message back, KAFKA_HELD, while the first message of its
+ * partition is in flight (kafka_topic.c).  Returns false only if
  * librdkafka's queue is full: then the caller waits, serving delivery
  * reports, and tries again.
+ *
+ * A name longer than Kafka allows is produced by name, which librdkafka
+ * accepts and the broker refuses, so that the row fails like any other.
  */
 bool
 kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
@@ -469,16 +423,44 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 			  const KafkaHeader *headers, int nheaders, int64 timestamp_ms)
 {
 	KafkaResult *result = &round->results[index];
-	bool		temporary;
-	rd_kafka_topic_t *rkt = kafka_topic(producer, topic, &temporary);
+	bool		temporary = strlen(topic) > KAFKA_TOPIC_NAME_MAX;
+	KafkaTopic *entry = NULL;
+	rd_kafka_topic_t *rkt;
+	int32		partition = RD_KAFKA_PARTITION_UA;
+	KafkaProbe	probe = KAFKA_PROBE_NONE;
 	rd_kafka_headers_t *hdrs;
 	rd_kafka_resp_err_t err;
 
+	if (temporary)
+		rkt = rd_kafka_topic_new(producer->rk, topic, NULL);
+	else
+	{
+		entry = kafka_topic_get(&producer->topics, producer->rk, topic);
+		rkt = entry != NULL ? kafka_topic_handle(entry) : NULL;
+	}
 	if (rkt == NULL)
 	{
 		set_result(producer, result, classify_refusal(producer, rd_kafka_last_error()),
 				   rd_kafka_last_error());
 		return true;
+	}
+
+	if (entry != NULL && !producer->transactional)
+	{
+		bool		could_ask = !producer->brokers_down &&
+			producer->now_ms >= producer->ask_after_ms;
+		bool		may_ask = could_ask;
+
+		/* a metadata request that timed out: no other for a second */
+		partition = kafka_topic_route(entry, producer->rk, key, key_len,
+									  producer->now_ms, &may_ask, &probe);
+		if (could_ask && !may_ask)
+			producer->ask_after_ms = producer->now_ms + 1000;
+		if (partition == KAFKA_ROUTE_HOLD)
+		{
+			set_result(producer, result, KAFKA_HELD, RD_KAFKA_RESP_ERR_NO_ERROR);
+			return true;
+		}
 	}
 
 	hdrs = rd_kafka_headers_new(nheaders);
@@ -488,6 +470,7 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 
 	err = rd_kafka_producev(producer->rk,
 							RD_KAFKA_V_RKT(rkt),
+							RD_KAFKA_V_PARTITION(partition),
 							RD_KAFKA_V_KEY(key, key_len),
 							RD_KAFKA_V_VALUE((void *) value, value_len),
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -499,12 +482,16 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 		rd_kafka_topic_destroy(rkt);	/* a queued message holds its own */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
+		result->topic = entry;
+		result->probe = probe;
 		producer->outstanding++;
 		round->outstanding++;
 		return true;
 	}
 
 	rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
+	if (entry != NULL && probe != KAFKA_PROBE_NONE)
+		kafka_topic_answered(entry, partition, probe, false, producer->now_ms);
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return false;
 	set_result(producer, result, classify_refusal(producer, err), err);
@@ -704,6 +691,7 @@ void
 kafka_serve(KafkaProducer *producer)
 {
 	kafka_event_pipe_drain(producer->pipefd[0]);
+	producer->now_ms = GetCurrentTimestamp() / 1000;
 	rd_kafka_poll(producer->rk, 0);
 	kafka_log_report(&producer->log, expected_warning);
 }

@@ -22,11 +22,14 @@ typedef enum KafkaOutcome
 	KAFKA_DELIVERED,			/* acknowledged by the broker */
 	KAFKA_FAILED,				/* failed on its own account: an attempt */
 	KAFKA_REJECTED,				/* this producer can never send it (too large) */
-	KAFKA_NOT_SENT				/* purged, or failed because the producer or
+	KAFKA_NOT_SENT,				/* purged, or failed because the producer or
 								 * another message failed: no attempt */
+	KAFKA_HELD					/* not produced: the first message of its
+								 * partition is in flight (kafka_topic.c) */
 } KafkaOutcome;
 
 typedef struct KafkaRound KafkaRound;
+struct KafkaTopic;
 
 /* Outcome of one message of a round and its error, for kafka_describe(). */
 typedef struct KafkaResult
@@ -34,6 +37,8 @@ typedef struct KafkaResult
 	KafkaOutcome outcome;
 	int			err;
 	KafkaRound *round;			/* the round the message is part of */
+	struct KafkaTopic *topic;	/* where it went, for kafka_topic.c; or NULL */
+	int			probe;			/* a KafkaProbe */
 } KafkaResult;
 
 /*

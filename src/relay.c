@@ -86,6 +86,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -151,8 +152,9 @@ typedef struct RelayBatch
 	bool		isolated;		/* a failed row, retried alone */
 	RelayRead	read;			/* how the rows were read */
 	KafkaRound	round;			/* their messages' outcomes */
+	bool	   *queued;			/* which rows librdkafka took */
 	int64		bytes;			/* their key, value and header bytes */
-	bool		in_flight;		/* its ids are in relay.in_flight */
+	bool		in_flight;		/* its queued ids are in relay.in_flight */
 } RelayBatch;
 
 /*
@@ -579,7 +581,10 @@ relay_batch_free(RelayBatch *batch)
 	if (batch->in_flight)
 	{
 		for (int i = 0; i < batch->n; i++)
-			(void) hash_search(relay.in_flight, &batch->rows[i].id, HASH_REMOVE, NULL);
+		{
+			if (batch->queued[i])
+				(void) hash_search(relay.in_flight, &batch->rows[i].id, HASH_REMOVE, NULL);
+		}
 		relay.batch_bytes -= batch->bytes;
 		relay.nbatches--;
 	}
@@ -587,8 +592,9 @@ relay_batch_free(RelayBatch *batch)
 }
 
 /*
- * Put a produced batch at the end of the list of batches in flight, its
- * ids into relay.in_flight.
+ * Put a produced batch at the end of the list of batches in flight, the
+ * ids of its queued rows into relay.in_flight: a row held back is read
+ * again, and may be in flight in a later batch before this one is freed.
  */
 static void
 relay_batch_enqueue(RelayBatch *batch)
@@ -607,6 +613,8 @@ relay_batch_enqueue(RelayBatch *batch)
 	}
 	for (int i = 0; i < batch->n; i++)
 	{
+		if (!batch->queued[i])
+			continue;
 		(void) hash_search(relay.in_flight, &batch->rows[i].id, HASH_ENTER, NULL);
 		batch->bytes += relay_row_size(&batch->rows[i]);
 	}
@@ -657,22 +665,30 @@ relay_begin_produce(RelayBatch *batch)
 	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
 }
 
-/* Whether rows[i] has the topic and key of one of the held rows. */
-static bool
-relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
+/* A key a round holds back, and why (relay_produce_rows()). */
+typedef struct RelayHeldKey
 {
-	for (int h = 0; h < nheld; h++)
-	{
-		RelayRow   *a = &rows[held[h]];
-		RelayRow   *b = &rows[i];
+	uint64		hash;			/* relay_key_hash() */
+	bool		failed;			/* behind a row that failed at once, rather
+								 * than behind its partition's first message */
+} RelayHeldKey;
 
-		if (strcmp(a->topic, b->topic) == 0 &&
-			(a->key == NULL) == (b->key == NULL) &&
-			a->key_len == b->key_len &&
-			(a->key == NULL || memcmp(a->key, b->key, a->key_len) == 0))
-			return true;
-	}
-	return false;
+/*
+ * A row's topic and key as a 64-bit hash, for the keys a round holds back
+ * (relay_produce_rows()).  Two keys of one hash are both held back, which
+ * costs the second a round and breaks no order: every later row of either
+ * is held as well.
+ */
+static uint64
+relay_key_hash(const RelayRow *row)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) row->topic,
+										strlen(row->topic), 0);
+
+	if (row->key == NULL)
+		return hash_combine64(h, 1);
+	return hash_combine64(h, hash_bytes_extended((const unsigned char *) row->key,
+												 row->key_len, 2));
 }
 
 /*
@@ -680,11 +696,13 @@ relay_key_held(RelayRow *rows, const int *held, int nheld, int i)
  * queue is full, the relay waits for room the same way it waits for
  * acknowledgements, so that a stop, a reload or the death of the postmaster
  * is seen at once; once a stop is asked for, no further row is produced.
- * A row that producev() refuses at once for a reason that is not final
- * holds back the later rows of its key for this round, so that none
- * overtakes it; a row too large for the producer goes to the dead-letter
- * table and its key goes on (the documented gap).  A transaction that
- * failed meanwhile ends the producing.  Rows not produced have no delivery
+ * A row that producev() refuses at once for a reason that is not final, or
+ * that kafka_produce() holds back while the first message of its partition
+ * is in flight (KAFKA_HELD; kafka_topic.c), holds back the later rows of
+ * its key for this round, so that none overtakes it: the rows behind a
+ * KAFKA_HELD row are KAFKA_HELD too.  A row too large for the producer
+ * goes to the dead-letter table and its key goes on (the documented gap).
+ * A transaction that failed meanwhile ends the producing.  Rows not produced have no delivery
  * report and stay in the outbox for a later round.  queued[i] says which
  * rows librdkafka took.  Returns false when the round must end now (see
  * relay_wait_step()).
@@ -696,8 +714,7 @@ relay_produce_rows(RelayBatch *batch, bool *queued,
 	RelayRow   *rows = batch->rows;
 	KafkaResult *results = batch->round.results;
 	int			n = batch->n;
-	int		   *held = MemoryContextAlloc(relay.round_context, sizeof(int) * n);
-	int			nheld = 0;
+	HTAB	   *held = NULL;	/* RelayHeldKey by relay_key_hash() */
 	bool		going_on = true;
 
 	for (int i = 0; i < n && going_on && !kafka_txn_failed(relay.producer); i++)
@@ -711,8 +728,18 @@ relay_produce_rows(RelayBatch *batch, bool *queued,
 			row->oversize = true;
 			continue;
 		}
-		if (nheld > 0 && relay_key_held(rows, held, nheld, i))
-			continue;
+		if (held != NULL)
+		{
+			uint64		key = relay_key_hash(row);
+			RelayHeldKey *entry = hash_search(held, &key, HASH_FIND, NULL);
+
+			if (entry != NULL)
+			{
+				if (!entry->failed)
+					results[i].outcome = KAFKA_HELD;
+				continue;
+			}
+		}
 		if (!kafka_produce(relay.producer, &batch->round, i, row->topic,
 						   row->key, row->key_len,
 						   row->payload, row->payload_len,
@@ -726,8 +753,24 @@ relay_produce_rows(RelayBatch *batch, bool *queued,
 			i--;				/* the same row again */
 			continue;
 		}
-		if (results[i].outcome == KAFKA_FAILED)
-			held[nheld++] = i;
+		if (results[i].outcome == KAFKA_FAILED || results[i].outcome == KAFKA_HELD)
+		{
+			uint64		key = relay_key_hash(row);
+			RelayHeldKey *entry;
+
+			if (held == NULL)
+			{
+				HASHCTL		ctl;
+
+				ctl.keysize = sizeof(uint64);
+				ctl.entrysize = sizeof(RelayHeldKey);
+				ctl.hcxt = relay.round_context;
+				held = hash_create("inbox_outbox relay keys held back", 256, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			}
+			entry = hash_search(held, &key, HASH_ENTER, NULL);
+			entry->failed = (results[i].outcome == KAFKA_FAILED);
+		}
 		else if (results[i].outcome != KAFKA_REJECTED &&
 				 results[i].outcome != KAFKA_NOT_SENT)
 			queued[i] = true;
@@ -1928,6 +1971,13 @@ relay_round_txn(RelayBatch *batch)
  * a retry, so that the failures are in the table, and the read's anti-join
  * holds back their keys, before the next read; a batch read before
  * failures were recorded is not produced but read again.
+ *
+ * Rows held back while the first message of their partition is in flight
+ * (KAFKA_HELD; kafka_topic.c) are the exception: nothing failed, so their
+ * batch stays in flight, the floor goes back to the lowest of them, and
+ * the next read, once a batch is recorded, finds them again ahead of the
+ * later rows of their keys.  Waiting for every batch instead would hold
+ * every partition for the answer of the slowest.
  */
 static bool
 relay_round(RelayBatch *batch)
@@ -1937,6 +1987,9 @@ relay_round(RelayBatch *batch)
 	bool		going_on;
 	bool		fatal = false;
 	bool		clean = true;
+	bool		any_queued = false;
+	bool		any_held = false;
+	RelayTally	held = {0};
 	bool		recorded = true;
 	TimestampTz shutdown_deadline = 0;
 	uint64		failures;
@@ -1963,15 +2016,41 @@ relay_round(RelayBatch *batch)
 		return recorded;
 	}
 
-	queued = MemoryContextAllocZero(relay.round_context, sizeof(bool) * batch->n);
+	queued = MemoryContextAllocZero(batch->cxt, sizeof(bool) * batch->n);
+	batch->queued = queued;
 	relay_begin_produce(batch);
 	going_on = relay_produce_rows(batch, queued, &shutdown_deadline, &fatal);
-	for (int i = 0; i < batch->n && clean; i++)
-		clean = queued[i];
-	relay_batch_enqueue(batch);
+	for (int i = 0; i < batch->n; i++)
+	{
+		if (queued[i])
+			any_queued = true;
+		else if (batch->round.results[i].outcome == KAFKA_HELD)
+		{
+			if (!any_held || ulid_compare(&batch->rows[i].id, &held.lowest_left) < 0)
+				held.lowest_left = batch->rows[i].id;
+			any_held = held.any_left = true;
+		}
+		else
+			clean = false;
+	}
 
 	if (!going_on || fatal || !clean || !overlap || ShutdownRequestPending)
+	{
+		relay_batch_enqueue(batch);
 		return relay_settle(true) && recorded;
+	}
+	if (any_held)
+	{
+		relay_floor_after_record(&held);
+		relay.read_due = false;
+		relay.read_blocked = true;
+	}
+	if (any_queued)
+		relay_batch_enqueue(batch);
+	else
+		relay_batch_free(batch);
+	if (relay.batches == NULL)
+		relay.read_due = true;	/* no record to wait for */
 	return relay_settle(false) && recorded;
 }
 
