@@ -100,8 +100,9 @@ struct KafkaProducer
 	KafkaLog	log;
 
 	HTAB	   *topics;			/* KafkaTopic by name (kafka_topic.c) */
-	int64		now_ms;			/* as of the last kafka_serve() */
+	int64		now_ms;			/* as of the last kafka_serve() or produce */
 	int64		ask_after_ms;	/* no metadata request before then */
+	uint64		probes_answered;	/* first messages of partitions answered */
 
 	bool		brokers_down;
 	bool		error_new;
@@ -178,6 +179,15 @@ set_result(KafkaProducer *producer, void *opaque, KafkaOutcome outcome,
 	result->err = (int) err;
 }
 
+/* Whether err says that the message's partition or topic does not exist. */
+static bool
+partition_unknown(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+		err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+		err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
 static void
 delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -194,9 +204,15 @@ delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		KafkaResult *result = (KafkaResult *) msg->_private;
 
 		if (result->topic != NULL)
+		{
 			kafka_topic_answered(result->topic, msg->partition, result->probe,
 								 msg->err == RD_KAFKA_RESP_ERR_NO_ERROR,
 								 producer->now_ms);
+			if (result->probe != KAFKA_PROBE_NONE)
+				producer->probes_answered++;
+			if (partition_unknown(msg->err))
+				kafka_topic_recount(result->topic);
+		}
 		result->round->outstanding--;
 	}
 	producer->outstanding--;
@@ -392,6 +408,16 @@ kafka_begin_transaction_round(KafkaProducer *producer)
 	producer->txn_failed = false;
 }
 
+/*
+ * How many first messages of partitions (kafka_topic.c) have had their
+ * answer: messages held back behind one may go once this changes.
+ */
+uint64
+kafka_probes_answered(KafkaProducer *producer)
+{
+	return producer->probes_answered;
+}
+
 /* Messages of every round, the progress record included, without a report. */
 int
 kafka_outstanding(KafkaProducer *producer)
@@ -452,6 +478,7 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 		bool		may_ask = could_ask;
 
 		/* a metadata request that timed out: no other for a second */
+		producer->now_ms = GetCurrentTimestamp() / 1000;
 		partition = kafka_topic_route(entry, producer->rk, key, key_len,
 									  producer->now_ms, &may_ask, &probe);
 		if (could_ask && !may_ask)
@@ -492,6 +519,8 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 	rd_kafka_headers_destroy(hdrs); /* on failure they are still ours */
 	if (entry != NULL && probe != KAFKA_PROBE_NONE)
 		kafka_topic_answered(entry, partition, probe, false, producer->now_ms);
+	if (entry != NULL && partition_unknown(err))
+		kafka_topic_recount(entry);
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return false;
 	set_result(producer, result, classify_refusal(producer, err), err);

@@ -127,9 +127,11 @@ kafka_topic_handle(KafkaTopic *topic)
 
 /*
  * Ask the brokers how many partitions the topic has, waiting at most
- * KAFKA_TOPIC_ASK_MS.  The count only grows (Kafka cannot take partitions
- * away), and each partition keeps its state.  Returns false if the request
- * timed out.
+ * KAFKA_TOPIC_ASK_MS.  Partitions are added to a topic, never taken away,
+ * but a topic can be deleted and made again with fewer: a new count is
+ * taken as it is, the partitions both counts have keep their state (a
+ * first message in flight is still in flight), and the others start
+ * afresh.  Returns false if the request timed out.
  */
 static bool
 kafka_topic_count(KafkaTopic *topic, rd_kafka_t *rk, int64 now_ms)
@@ -150,18 +152,25 @@ kafka_topic_count(KafkaTopic *topic, rd_kafka_t *rk, int64 now_ms)
 	}
 	rd_kafka_metadata_destroy(md);
 
-	if (count > topic->npartitions)
+	if (count == topic->npartitions)
+		return true;
+	if (count > 0)
 	{
-		Size		size = sizeof(KafkaPartition) * count;
+		KafkaPartition *partitions = MemoryContextAllocZero(TopMemoryContext,
+															sizeof(KafkaPartition) * count);
 
-		if (topic->partitions == NULL)
-			topic->partitions = MemoryContextAllocZero(TopMemoryContext, size);
-		else
+		if (topic->partitions != NULL)
+			memcpy(partitions, topic->partitions,
+				   sizeof(KafkaPartition) * Min(count, topic->npartitions));
+		if (count < topic->npartitions)
 		{
-			topic->partitions = repalloc(topic->partitions, size);
-			memset(&topic->partitions[topic->npartitions], 0,
-				   sizeof(KafkaPartition) * (count - topic->npartitions));
+			/* a topic made again: nothing vouches for its partitions */
+			for (int32 p = 0; p < count; p++)
+				partitions[p].trusted_until_ms = 0;
 		}
+		if (topic->partitions != NULL)
+			pfree(topic->partitions);
+		topic->partitions = partitions;
 		topic->npartitions = count;
 	}
 	return true;
@@ -213,6 +222,16 @@ kafka_topic_route(KafkaTopic *topic, rd_kafka_t *rk, const char *key, size_t key
 	partition->probing = true;
 	*probe = KAFKA_PROBE_PARTITION;
 	return p;
+}
+
+/*
+ * Ask for the topic's partition count at its next keyed message: a message
+ * went to a partition or a topic that librdkafka says does not exist.
+ */
+void
+kafka_topic_recount(KafkaTopic *topic)
+{
+	topic->asked_ms = 0;
 }
 
 /*

@@ -40,6 +40,7 @@ extern int32 kafka_topic_route(KafkaTopic *topic, rd_kafka_t *rk,
 							   int64 now_ms, bool *may_ask, KafkaProbe *probe);
 extern void kafka_topic_answered(KafkaTopic *topic, int32 partition,
 								 KafkaProbe probe, bool delivered, int64 now_ms);
+extern void kafka_topic_recount(KafkaTopic *topic);
 extern void kafka_topics_destroy_handles(HTAB *topics);
 extern void kafka_topics_free(HTAB *topics);
 

@@ -188,6 +188,9 @@ typedef struct Relay
 	int64		next_retry_ms;	/* as the last read found it */
 	TimestampTz last_read;		/* when the last read began */
 	bool		read_blocked;	/* it stopped short on rows in flight */
+	bool		held_back;		/* a round held rows back behind the first
+								 * message of their partition... */
+	uint64		held_answers;	/* ...when this many had their answer */
 	char	   *producer_brokers;	/* the settings it was made with */
 	char	   *producer_config;
 	struct stat refused_file_stamp; /* kafka_config's file when refused */
@@ -704,11 +707,12 @@ relay_key_hash(const RelayRow *row)
  * goes to the dead-letter table and its key goes on (the documented gap).
  * A transaction that failed meanwhile ends the producing.  Rows not produced have no delivery
  * report and stay in the outbox for a later round.  queued[i] says which
- * rows librdkafka took.  Returns false when the round must end now (see
+ * rows librdkafka took.  With held_only, only the rows that an earlier call
+ * held back (KAFKA_HELD) are tried again, in the same order.  Returns false when the round must end now (see
  * relay_wait_step()).
  */
 static bool
-relay_produce_rows(RelayBatch *batch, bool *queued,
+relay_produce_rows(RelayBatch *batch, bool *queued, bool held_only,
 				   TimestampTz *shutdown_deadline, bool *fatal)
 {
 	RelayRow   *rows = batch->rows;
@@ -721,6 +725,12 @@ relay_produce_rows(RelayBatch *batch, bool *queued,
 	{
 		RelayRow   *row = &rows[i];
 
+		if (held_only)
+		{
+			if (results[i].outcome != KAFKA_HELD)
+				continue;
+			results[i].outcome = KAFKA_PENDING;
+		}
 		if (row->unsendable != NULL || row->oversize)
 			continue;
 		if (relay_row_size(row) > *relay_api->max_message_bytes)
@@ -774,6 +784,48 @@ relay_produce_rows(RelayBatch *batch, bool *queued,
 		else if (results[i].outcome != KAFKA_REJECTED &&
 				 results[i].outcome != KAFKA_NOT_SENT)
 			queued[i] = true;
+	}
+	return going_on;
+}
+
+/* Whether a row of the batch is held back behind its partition's first message. */
+static bool
+relay_batch_held(const RelayBatch *batch)
+{
+	for (int i = 0; i < batch->n; i++)
+	{
+		if (batch->round.results[i].outcome == KAFKA_HELD)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A round that is settled in full before the next read (see relay_round())
+ * sends the rows it held back as soon as the first messages of their
+ * partitions have their answers, rather than leaving them to the next
+ * round, which would wait for the slowest message of this one (a message
+ * to a topic that does not exist takes seconds to fail).  Returns false
+ * when the round must end now, as relay_produce_rows().
+ */
+static bool
+relay_produce_held(RelayBatch *batch, bool *queued,
+				   TimestampTz *shutdown_deadline, bool *fatal)
+{
+	bool		going_on = true;
+
+	while (going_on && !ShutdownRequestPending && relay_batch_held(batch))
+	{
+		uint64		answers = kafka_probes_answered(relay.producer);
+
+		/* no first message in flight: nothing is held back any more */
+		if (kafka_outstanding(relay.producer) == 0)
+			return relay_produce_rows(batch, queued, true, shutdown_deadline, fatal);
+		while (going_on && kafka_outstanding(relay.producer) > 0 &&
+			   kafka_probes_answered(relay.producer) == answers)
+			going_on = relay_wait_step(shutdown_deadline, fatal);
+		if (going_on && !*fatal)
+			going_on = relay_produce_rows(batch, queued, true, shutdown_deadline, fatal);
 	}
 	return going_on;
 }
@@ -1762,7 +1814,7 @@ relay_produce_txn(RelayBatch *batch, int64 *record_offset)
 	relay.txn_began = GetCurrentTimestamp();
 	relay.txn_round++;
 
-	going_on = relay_produce_rows(batch, queued, &shutdown_deadline, &fatal);
+	going_on = relay_produce_rows(batch, queued, false, &shutdown_deadline, &fatal);
 	for (int i = 0; i < n; i++)
 		nqueued += queued[i] ? 1 : 0;
 
@@ -1975,9 +2027,9 @@ relay_round_txn(RelayBatch *batch)
  * Rows held back while the first message of their partition is in flight
  * (KAFKA_HELD; kafka_topic.c) are the exception: nothing failed, so their
  * batch stays in flight, the floor goes back to the lowest of them, and
- * the next read, once a batch is recorded, finds them again ahead of the
- * later rows of their keys.  Waiting for every batch instead would hold
- * every partition for the answer of the slowest.
+ * the next read, once such a first message has its answer, finds them
+ * again ahead of the later rows of their keys.  Waiting for every batch
+ * instead would hold every partition for the answer of the slowest.
  */
 static bool
 relay_round(RelayBatch *batch)
@@ -1989,6 +2041,7 @@ relay_round(RelayBatch *batch)
 	bool		clean = true;
 	bool		any_queued = false;
 	bool		any_held = false;
+	bool		settle_all;
 	RelayTally	held = {0};
 	bool		recorded = true;
 	TimestampTz shutdown_deadline = 0;
@@ -2019,7 +2072,10 @@ relay_round(RelayBatch *batch)
 	queued = MemoryContextAllocZero(batch->cxt, sizeof(bool) * batch->n);
 	batch->queued = queued;
 	relay_begin_produce(batch);
-	going_on = relay_produce_rows(batch, queued, &shutdown_deadline, &fatal);
+	going_on = relay_produce_rows(batch, queued, false, &shutdown_deadline, &fatal);
+	settle_all = !going_on || fatal || !overlap || ShutdownRequestPending;
+	if (settle_all && going_on && !fatal)
+		going_on = relay_produce_held(batch, queued, &shutdown_deadline, &fatal);
 	for (int i = 0; i < batch->n; i++)
 	{
 		if (queued[i])
@@ -2034,23 +2090,33 @@ relay_round(RelayBatch *batch)
 			clean = false;
 	}
 
-	if (!going_on || fatal || !clean || !overlap || ShutdownRequestPending)
+	if (settle_all || !going_on || fatal || !clean || ShutdownRequestPending)
 	{
 		relay_batch_enqueue(batch);
 		return relay_settle(true) && recorded;
 	}
 	if (any_held)
 	{
+		/*
+		 * Read them again once a first message has its answer; a round that
+		 * found nothing else to send does not read again before that (or
+		 * the next wake-up or poll), lest it find the same rows.
+		 */
 		relay_floor_after_record(&held);
-		relay.read_due = false;
-		relay.read_blocked = true;
+		relay.held_back = true;
+		relay.held_answers = kafka_probes_answered(relay.producer);
+		if (!any_queued)
+			relay.read_due = false;
 	}
 	if (any_queued)
 		relay_batch_enqueue(batch);
 	else
+	{
 		relay_batch_free(batch);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
 	if (relay.batches == NULL)
-		relay.read_due = true;	/* no record to wait for */
+		relay.read_due = true;	/* no answer to wait for */
 	return relay_settle(false) && recorded;
 }
 
@@ -2236,6 +2302,12 @@ relay_read_now(long *wait_ms)
 {
 	long		since;
 
+	if (relay.held_back && relay.producer != NULL &&
+		kafka_probes_answered(relay.producer) != relay.held_answers)
+	{
+		relay.held_back = false;
+		relay.read_due = true;
+	}
 	if (relay.read_due)
 		return true;
 	if (!relay.woken)
@@ -2405,6 +2477,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay.woken = false;
 		relay.recorded = false;
 		relay.read_blocked = false;
+		relay.held_back = false;
 		relay.last_read = GetCurrentTimestamp();
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();

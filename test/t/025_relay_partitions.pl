@@ -223,5 +223,63 @@ is_deeply(\@disordered, [], 'per key, first occurrences of event ids are in id o
 is($node->safe_psql('postgres', 'SELECT failed, dead_letters FROM inbox_outbox.relay_status'),
 	'0|0', 'no row failed');
 
+#
+# A new producer while partition 0's leader is down.  A new producer sends
+# the first message of each partition alone and holds back that
+# partition's others until it is answered (kafka_topic.c): partition 0's
+# never is while broker 1 is down, and partitions 1 and 2 must not wait
+# for it.
+#
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET inbox_outbox.kafka_config =
+		'max.in.flight.requests.per.connection=1; client.rack=fresh';
+	SELECT pg_reload_conf();
+});
+$node->wait_for_log(qr/Kafka configuration changed, reconnecting/, $offset);
+$mc->broker_down(1);
+my $fresh_from = $slow_from + 60;
+$started = time();
+publish($fresh_from, $fresh_from + 59, 0.02);
+my $fresh_events = sent_events();
+my @fresh_fast = grep {
+	$partition_of{ $fresh_events->{$_}[0] } != 0 && !exists $events->{$_}
+} keys %$fresh_events;
+my @fresh_slow = grep {
+	$partition_of{ $fresh_events->{$_}[0] } == 0 && !exists $events->{$_}
+} keys %$fresh_events;
+while (1)
+{
+	my %in = map { ($_->{headers}{event_id} // '') => 1 } @{ consume(partitions => [ 1, 2 ]) };
+	$missing = grep { !$in{$_} } @fresh_fast;
+	$arrived_after = time() - $started;
+	last if $missing == 0 || $arrived_after > 20;
+	sleep(0.1);
+}
+is($missing, 0,
+	'with a new producer and partition 0 down, every event of partitions 1 and 2 reached Kafka');
+note(sprintf('partitions 1 and 2 complete %.2fs after the first publish', $arrived_after));
+is( $node->safe_psql(
+		'postgres', "SELECT count(*) FROM inbox_outbox.outbox WHERE id IN ('"
+		  . join("', '", @fresh_slow) . "')"),
+	scalar @fresh_slow,
+	'meanwhile the events of partition 0 all wait in the outbox');
+
+$mc->broker_up(1);
+wait_outbox_empty($node, 'postgres', 'partition 0 back');
+$all = InboxOutbox::Kafka::kcat_consume($boot, $topic,
+	timeout => $PostgreSQL::Test::Utils::timeout_default,
+	min => scalar(keys %$fresh_events));
+$r = first_arrivals($all, $fresh_events, $partitions);
+is(scalar(keys %{ $r->{seen} }), scalar(keys %$fresh_events), 'every event is in Kafka');
+%by_key = ();
+push @{ $by_key{ $fresh_events->{$_}[0] } }, $_ for sort keys %$fresh_events;
+@disordered =
+  grep { join(',', @{ $r->{first}{$_} // [] }) ne join(',', @{ $by_key{$_} }) }
+  sort keys %by_key;
+is_deeply(\@disordered, [], 'per key, first occurrences of event ids are in id order');
+is($node->safe_psql('postgres', 'SELECT failed, dead_letters FROM inbox_outbox.relay_status'),
+	'0|0', 'still no row failed');
+
 $node->stop;
 done_testing();

@@ -107,5 +107,10 @@ is($r->{misplaced}, 0, 'every key in its murmur2 partition');
 is_deeply($r->{first}{K1}, \@later, 'K1: every later event, in id order');
 is(scalar(keys %{ $r->{seen} }), $nlater + $nothers, 'every event arrived');
 
+# Only the head's two attempts count as failures: the rows that the failed
+# producer purged or refused were not sent, and cost no attempt.
+is($node->safe_psql('postgres', 'SELECT failed, dead_letters FROM inbox_outbox.relay_status'),
+	'2|1', 'two failed attempts, one dead letter');
+
 $node->stop;
 done_testing();
