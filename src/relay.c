@@ -694,6 +694,27 @@ relay_key_hash(const RelayRow *row)
 												 row->key_len, 2));
 }
 
+/* Hold back the later rows of row's key in this call of relay_produce_rows(). */
+static void
+relay_hold_key(HTAB **held, const RelayRow *row, bool failed)
+{
+	uint64		key = relay_key_hash(row);
+	RelayHeldKey *entry;
+
+	if (*held == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(RelayHeldKey);
+		ctl.hcxt = relay.round_context;
+		*held = hash_create("inbox_outbox relay keys held back", 256, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(*held, &key, HASH_ENTER, NULL);
+	entry->failed = failed;
+}
+
 /*
  * Produce the batch's rows in order, in either mode.  When librdkafka's
  * queue is full, the relay waits for room the same way it waits for
@@ -708,7 +729,9 @@ relay_key_hash(const RelayRow *row)
  * A transaction that failed meanwhile ends the producing.  Rows not produced have no delivery
  * report and stay in the outbox for a later round.  queued[i] says which
  * rows librdkafka took.  With held_only, only the rows that an earlier call
- * held back (KAFKA_HELD) are tried again, in the same order.  Returns false when the round must end now (see
+ * held back (KAFKA_HELD) are tried again, in the same order, and each waits
+ * behind any earlier row of its key that is not delivered yet (in flight,
+ * failed, or left behind one that failed).  Returns false when the round must end now (see
  * relay_wait_step()).
  */
 static bool
@@ -725,12 +748,17 @@ relay_produce_rows(RelayBatch *batch, bool *queued, bool held_only,
 	{
 		RelayRow   *row = &rows[i];
 
-		if (held_only)
+		if (held_only && results[i].outcome != KAFKA_HELD)
 		{
-			if (results[i].outcome != KAFKA_HELD)
-				continue;
-			results[i].outcome = KAFKA_PENDING;
+			/* an earlier row of its key that is not delivered holds it back */
+			if (row->unsendable == NULL && !row->oversize &&
+				results[i].outcome != KAFKA_DELIVERED &&
+				results[i].outcome != KAFKA_REJECTED)
+				relay_hold_key(&held, row, !queued[i] || results[i].outcome != KAFKA_PENDING);
+			continue;
 		}
+		if (held_only)
+			results[i].outcome = KAFKA_PENDING;
 		if (row->unsendable != NULL || row->oversize)
 			continue;
 		if (relay_row_size(row) > *relay_api->max_message_bytes)
@@ -757,6 +785,8 @@ relay_produce_rows(RelayBatch *batch, bool *queued, bool held_only,
 						   row->created_ms))
 		{
 			/* librdkafka's queue is full */
+			if (held_only)
+				results[i].outcome = KAFKA_HELD;	/* still to be tried */
 			if (ShutdownRequestPending)
 				break;
 			going_on = relay_wait_step(shutdown_deadline, fatal);
@@ -764,23 +794,7 @@ relay_produce_rows(RelayBatch *batch, bool *queued, bool held_only,
 			continue;
 		}
 		if (results[i].outcome == KAFKA_FAILED || results[i].outcome == KAFKA_HELD)
-		{
-			uint64		key = relay_key_hash(row);
-			RelayHeldKey *entry;
-
-			if (held == NULL)
-			{
-				HASHCTL		ctl;
-
-				ctl.keysize = sizeof(uint64);
-				ctl.entrysize = sizeof(RelayHeldKey);
-				ctl.hcxt = relay.round_context;
-				held = hash_create("inbox_outbox relay keys held back", 256, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-			}
-			entry = hash_search(held, &key, HASH_ENTER, NULL);
-			entry->failed = (results[i].outcome == KAFKA_FAILED);
-		}
+			relay_hold_key(&held, row, results[i].outcome == KAFKA_FAILED);
 		else if (results[i].outcome != KAFKA_REJECTED &&
 				 results[i].outcome != KAFKA_NOT_SENT)
 			queued[i] = true;
@@ -2042,6 +2056,7 @@ relay_round(RelayBatch *batch)
 	bool		any_queued = false;
 	bool		any_held = false;
 	bool		settle_all;
+	uint64		answers;
 	RelayTally	held = {0};
 	bool		recorded = true;
 	TimestampTz shutdown_deadline = 0;
@@ -2072,6 +2087,7 @@ relay_round(RelayBatch *batch)
 	queued = MemoryContextAllocZero(batch->cxt, sizeof(bool) * batch->n);
 	batch->queued = queued;
 	relay_begin_produce(batch);
+	answers = kafka_probes_answered(relay.producer);
 	going_on = relay_produce_rows(batch, queued, false, &shutdown_deadline, &fatal);
 	settle_all = !going_on || fatal || !overlap || ShutdownRequestPending;
 	if (settle_all && going_on && !fatal)
@@ -2104,7 +2120,7 @@ relay_round(RelayBatch *batch)
 		 */
 		relay_floor_after_record(&held);
 		relay.held_back = true;
-		relay.held_answers = kafka_probes_answered(relay.producer);
+		relay.held_answers = answers;	/* as before producing: none is missed */
 		if (!any_queued)
 			relay.read_due = false;
 	}
