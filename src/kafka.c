@@ -100,7 +100,7 @@ struct KafkaProducer
 	KafkaLog	log;
 
 	HTAB	   *topics;			/* KafkaTopic by name (kafka_topic.c) */
-	int64		now_ms;			/* as of the last kafka_serve() or produce */
+	int64		now_ms;			/* as of the last kafka_serve() or kafka_tick() */
 	int64		ask_after_ms;	/* no metadata request before then */
 	uint64		probes_answered;	/* first messages of partitions answered */
 
@@ -370,9 +370,10 @@ kafka_producer_destroy(KafkaProducer *producer, int timeout_ms)
 
 	if (!producer->transactional)
 		kafka_purge(producer, timeout_ms);
-	kafka_topics_destroy_handles(producer->topics);
+	kafka_topics_release(producer->topics);
 	rd_kafka_destroy(producer->rk);
-	kafka_topics_free(producer->topics);
+	if (producer->topics != NULL)
+		hash_destroy(producer->topics);
 
 	close(producer->pipefd[0]);
 	close(producer->pipefd[1]);
@@ -406,6 +407,16 @@ kafka_begin_transaction_round(KafkaProducer *producer)
 	producer->record_result.err = 0;
 	producer->record_offset = -1;
 	producer->txn_failed = false;
+}
+
+/*
+ * Read the clock for kafka_topic.c's decisions, once a round rather than
+ * once a message.
+ */
+void
+kafka_tick(KafkaProducer *producer)
+{
+	producer->now_ms = GetCurrentTimestamp() / 1000;
 }
 
 /*
@@ -473,16 +484,10 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 
 	if (entry != NULL && !producer->transactional)
 	{
-		bool		could_ask = !producer->brokers_down &&
-			producer->now_ms >= producer->ask_after_ms;
-		bool		may_ask = could_ask;
-
-		/* a metadata request that timed out: no other for a second */
-		producer->now_ms = GetCurrentTimestamp() / 1000;
-		partition = kafka_topic_route(entry, producer->rk, key, key_len,
-									  producer->now_ms, &may_ask, &probe);
-		if (could_ask && !may_ask)
-			producer->ask_after_ms = producer->now_ms + 1000;
+		/* no metadata request while no broker answers */
+		partition = kafka_topic_route(entry, producer->rk, key, key_len, producer->now_ms,
+									  producer->brokers_down ? NULL : &producer->ask_after_ms,
+									  &probe);
 		if (partition == KAFKA_ROUTE_HOLD)
 		{
 			set_result(producer, result, KAFKA_HELD, RD_KAFKA_RESP_ERR_NO_ERROR);

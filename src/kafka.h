@@ -126,6 +126,7 @@ extern void kafka_begin_transaction_round(KafkaProducer *producer);
 extern void kafka_purge(KafkaProducer *producer, int timeout_ms);
 extern int	kafka_outstanding(KafkaProducer *producer);
 extern uint64 kafka_probes_answered(KafkaProducer *producer);
+extern void kafka_tick(KafkaProducer *producer);
 
 extern bool kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 						  const char *topic,

@@ -33,8 +33,10 @@
  * (partitions added; librdkafka's own refresh interval).  While the count
  * is not known (the request timed out, or the topic does not exist yet),
  * keyed messages go to librdkafka's partitioner and only one of the
- * topic's is in flight at a time.  Messages without a key promise no order
- * and are never held.
+ * topic's is in flight at a time; the count is asked for again each second,
+ * and once it is known that message holds back only its own partition (a
+ * topic's first message must not hold the whole topic while its leader is
+ * down).  Messages without a key promise no order and are never held.
  *
  * Everything here runs on the relay's thread: kafka_topic_answered() is
  * called from the delivery callback, inside rd_kafka_poll(), and touches
@@ -75,7 +77,11 @@ struct KafkaTopic
 	int64		asked_ms;		/* when the count was last asked for; 0:
 								 * never */
 	bool		probing;		/* a keyed message is in flight while the
-								 * count is not known */
+								 * count is not known... */
+	char	   *probe_key;		/* ...its key, to place it once the count is
+								 * known... */
+	size_t		probe_key_len;
+	int32		probe_partition;	/* ...where it was placed then, or -1 */
 	KafkaPartition *partitions; /* npartitions of them */
 };
 
@@ -115,6 +121,8 @@ kafka_topic_get(HTAB **topics, rd_kafka_t *rk, const char *name)
 	topic->npartitions = 0;
 	topic->asked_ms = 0;
 	topic->probing = false;
+	topic->probe_partition = -1;
+	topic->probe_key = NULL;
 	topic->partitions = NULL;
 	return topic;
 }
@@ -182,12 +190,13 @@ kafka_topic_count(KafkaTopic *topic, rd_kafka_t *rk, int64 now_ms)
  * the top).  *probe says what the message is to its partition's gate; a
  * caller that does not get the message queued after all passes it to
  * kafka_topic_answered() at once, as a failure.  The partition count is
- * asked for only if *may_ask; *may_ask is cleared if that request timed
- * out, so that the caller asks no other topic for a while.
+ * asked for only if ask_after_ms is given and has passed; a request that
+ * timed out moves it KAFKA_TOPIC_REASK_MS on, so that no other topic of
+ * the producer is asked for meanwhile.
  */
 int32
 kafka_topic_route(KafkaTopic *topic, rd_kafka_t *rk, const char *key, size_t key_len,
-				  int64 now_ms, bool *may_ask, KafkaProbe *probe)
+				  int64 now_ms, int64 *ask_after_ms, KafkaProbe *probe)
 {
 	KafkaPartition *partition;
 	int32		p;
@@ -196,18 +205,34 @@ kafka_topic_route(KafkaTopic *topic, rd_kafka_t *rk, const char *key, size_t key
 	if (key == NULL)
 		return RD_KAFKA_PARTITION_UA;
 
-	if (*may_ask && !topic->probing &&
+	if (ask_after_ms != NULL && now_ms >= *ask_after_ms &&
 		(topic->asked_ms == 0 ||
 		 now_ms - topic->asked_ms >= (topic->npartitions > 0 ?
-									  KAFKA_TOPIC_RECOUNT_MS : KAFKA_TOPIC_REASK_MS)))
-		*may_ask = kafka_topic_count(topic, rk, now_ms);
+									  KAFKA_TOPIC_RECOUNT_MS : KAFKA_TOPIC_REASK_MS)) &&
+		!kafka_topic_count(topic, rk, now_ms))
+		*ask_after_ms = now_ms + KAFKA_TOPIC_REASK_MS;
 
-	/* a keyed message of unknown partition is in flight */
+	/*
+	 * A keyed message of unknown partition is in flight: it holds the topic
+	 * until the count is known, and then its own partition only (the
+	 * producer's partitioner placed it by the same murmur2).
+	 */
+	if (topic->probing && topic->npartitions > 0)
+	{
+		topic->probe_partition =
+			rd_kafka_msg_partitioner_murmur2(topic->rkt, topic->probe_key, topic->probe_key_len,
+											 topic->npartitions, NULL, NULL);
+		topic->partitions[topic->probe_partition].probing = true;
+		topic->probing = false;
+	}
 	if (topic->probing)
 		return KAFKA_ROUTE_HOLD;
 	if (topic->npartitions == 0)
 	{
 		topic->probing = true;
+		topic->probe_key = MemoryContextAlloc(TopMemoryContext, Max(key_len, 1));
+		memcpy(topic->probe_key, key, key_len);
+		topic->probe_key_len = key_len;
 		*probe = KAFKA_PROBE_TOPIC;
 		return RD_KAFKA_PARTITION_UA;
 	}
@@ -244,7 +269,15 @@ kafka_topic_answered(KafkaTopic *topic, int32 partition, KafkaProbe probe,
 					 bool delivered, int64 now_ms)
 {
 	if (probe == KAFKA_PROBE_TOPIC)
+	{
+		if (topic->probe_partition >= 0 && topic->probe_partition < topic->npartitions)
+			topic->partitions[topic->probe_partition].probing = false;
 		topic->probing = false;
+		topic->probe_partition = -1;
+		if (topic->probe_key != NULL)
+			pfree(topic->probe_key);
+		topic->probe_key = NULL;
+	}
 	if (partition < 0 || partition >= topic->npartitions)
 		return;
 	if (probe == KAFKA_PROBE_PARTITION)
@@ -254,12 +287,13 @@ kafka_topic_answered(KafkaTopic *topic, int32 partition, KafkaProbe probe,
 }
 
 /*
- * Destroy every topic handle, before the producer itself; the entries stay
- * until the caller destroys the table, after the producer, since its last
- * delivery reports may still name them.
+ * Destroy every topic handle and partition array, before the producer
+ * itself.  The entries stay, with no partitions (kafka_topic_answered()
+ * then ignores a report), until the caller destroys the table after the
+ * producer, since results may still point at them.
  */
 void
-kafka_topics_destroy_handles(HTAB *topics)
+kafka_topics_release(HTAB *topics)
 {
 	HASH_SEQ_STATUS seq;
 	KafkaTopic *topic;
@@ -271,23 +305,12 @@ kafka_topics_destroy_handles(HTAB *topics)
 	{
 		rd_kafka_topic_destroy(topic->rkt);
 		topic->rkt = NULL;
-	}
-}
-
-/* Free the table and what its entries hold, once the producer is gone. */
-void
-kafka_topics_free(HTAB *topics)
-{
-	HASH_SEQ_STATUS seq;
-	KafkaTopic *topic;
-
-	if (topics == NULL)
-		return;
-	hash_seq_init(&seq, topics);
-	while ((topic = hash_seq_search(&seq)) != NULL)
-	{
 		if (topic->partitions != NULL)
 			pfree(topic->partitions);
+		if (topic->probe_key != NULL)
+			pfree(topic->probe_key);
+		topic->partitions = NULL;
+		topic->probe_key = NULL;
+		topic->npartitions = 0;
 	}
-	hash_destroy(topics);
 }

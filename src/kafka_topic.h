@@ -37,11 +37,10 @@ extern KafkaTopic *kafka_topic_get(HTAB **topics, rd_kafka_t *rk, const char *na
 extern rd_kafka_topic_t *kafka_topic_handle(KafkaTopic *topic);
 extern int32 kafka_topic_route(KafkaTopic *topic, rd_kafka_t *rk,
 							   const char *key, size_t key_len,
-							   int64 now_ms, bool *may_ask, KafkaProbe *probe);
+							   int64 now_ms, int64 *ask_after_ms, KafkaProbe *probe);
 extern void kafka_topic_answered(KafkaTopic *topic, int32 partition,
 								 KafkaProbe probe, bool delivered, int64 now_ms);
 extern void kafka_topic_recount(KafkaTopic *topic);
-extern void kafka_topics_destroy_handles(HTAB *topics);
-extern void kafka_topics_free(HTAB *topics);
+extern void kafka_topics_release(HTAB *topics);
 
 #endif							/* INBOX_OUTBOX_KAFKA_TOPIC_H */

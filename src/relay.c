@@ -664,6 +664,7 @@ relay_begin_produce(RelayBatch *batch)
 	kafka_round_init(&batch->round,
 					 MemoryContextAlloc(batch->cxt, sizeof(KafkaResult) * Max(batch->n, 1)),
 					 batch->n);
+	kafka_tick(relay.producer);
 	relay_set_state(RELAY_PUBLISHING);
 	pgstat_report_activity(STATE_RUNNING, "inbox_outbox relay: producing to Kafka");
 }
