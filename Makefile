@@ -126,6 +126,8 @@ ifeq ($(strip $(PROVE)),)
 PROVE = prove
 endif
 PG_PROVE_FLAGS = -I '$(PG_TEST_PERL)' -I $(srcdir)/test/perl
+# each test's time in the log, which tells where CI's minutes go
+PROVE_FLAGS += --timer
 
 define prove_installcheck
 @test -f '$(PG_TEST_PERL)/PostgreSQL/Test/Cluster.pm' || { echo "PostgreSQL's TAP test modules are not in $(PG_TEST_PERL): set PG_TEST_PERL to the directory holding PostgreSQL/Test/Cluster.pm (Debian: /usr/lib/postgresql/15/lib/pgxs/src/test/perl, from postgresql-client-15)" >&2; exit 1; }

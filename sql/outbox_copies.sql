@@ -88,4 +88,12 @@ SELECT pg_catalog.has_table_privilege('regress_io_relay', 'inbox_outbox.database
 DROP OWNED BY regress_io_relay;
 DROP ROLE regress_io_relay;
 
+-- The check reads the table's columns directly: one altered by hand is an
+-- error that names it, not a wrong answer.
+BEGIN;
+ALTER TABLE inbox_outbox.database_identity ALTER COLUMN database_oid TYPE bigint;
+SELECT * FROM inbox_outbox.adopt_outbox();
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
 TRUNCATE inbox_outbox.outbox;

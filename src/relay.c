@@ -253,14 +253,10 @@ static InboxOutboxShared *shared = NULL;
  */
 #define RELAY_FULL_READ_POLLS	120
 
-/*
- * At-least-once mode: the most batches, and bytes of rows, in flight at
- * once (see relay_pipeline_full()).  A batch costs its memory context and
- * its rows; at low rates a batch often holds one row, and one slow
- * partition keeps every batch with a row for it in flight, so the count
- * allows thousands.
- */
-#define RELAY_READ_GATHER_MS	1
+/* The least time between two reads that a wake-up starts (relay_read_now()). */
+#ifndef RELAY_READ_GATHER_US
+#define RELAY_READ_GATHER_US	2000
+#endif
 
 /*
  * The shortest wait for a retry that is due: a due row held back behind an
@@ -268,6 +264,14 @@ static InboxOutboxShared *shared = NULL;
  * without pause would spin until that row's retry.
  */
 #define RELAY_RETRY_MIN_WAIT_MS	10
+
+/*
+ * At-least-once mode: the most batches, and bytes of rows, in flight at
+ * once (see relay_pipeline_full()).  A batch costs its memory context and
+ * its rows; at low rates a batch often holds one row, and one slow
+ * partition keeps every batch with a row for it in flight, so the count
+ * allows thousands.
+ */
 #define RELAY_PIPELINE_BATCHES	4096
 #define RELAY_PIPELINE_BYTES	(64 * 1024 * 1024)
 
@@ -437,9 +441,17 @@ relay_extension_dropped(bool woken)
  * kept from one wait to the next: made anew for each wait, as
  * WaitLatchOrSocket() does, it cost an epoll instance per wait, several per
  * event at low rates.  Returns the WL_* flags of what happened.
+ *
+ * Without latch, the wait leaves the latch out: a commit that sets it
+ * meanwhile then costs neither a signal nor a wake-up (SetLatch() signals
+ * only a process that sleeps on it), and the wait lasts the whole timeout
+ * unless the producer has news.  For the relay's short gathering waits only
+ * (relay_read_now()): a shutdown or reload request is seen when it ends.
  */
+#define RELAY_WAIT_LATCH		0	/* the latch's position in relay.wait_set */
+
 static int
-relay_wait(long timeout)
+relay_wait(long timeout, bool latch)
 {
 	WaitEvent	events[3];
 	int			n;
@@ -452,13 +464,19 @@ relay_wait(long timeout)
 #else
 		relay.wait_set = CreateWaitEventSet(TopMemoryContext, 3);
 #endif
-		AddWaitEventToSet(relay.wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		if (AddWaitEventToSet(relay.wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
+							  MyLatch, NULL) != RELAY_WAIT_LATCH)
+			elog(ERROR, "unexpected position of the latch in the relay's wait set");
 		AddWaitEventToSet(relay.wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		AddWaitEventToSet(relay.wait_set, WL_SOCKET_READABLE,
 						  kafka_wait_fd(relay.producer), NULL, NULL);
 	}
+	if (!latch)
+		ModifyWaitEvent(relay.wait_set, RELAY_WAIT_LATCH, WL_LATCH_SET, NULL);
 	n = WaitEventSetWait(relay.wait_set, timeout, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
+	if (!latch)
+		ModifyWaitEvent(relay.wait_set, RELAY_WAIT_LATCH, WL_LATCH_SET, MyLatch);
 	for (int i = 0; i < n; i++)
 		rc |= events[i].events;
 	if (n == 0)
@@ -486,7 +504,7 @@ relay_wait_step(TimestampTz *shutdown_deadline, bool *fatal)
 {
 	int			rc;
 
-	rc = relay_wait(100);
+	rc = relay_wait(100, true);
 	CHECK_FOR_INTERRUPTS();
 	kafka_serve(relay.producer);
 
@@ -2305,19 +2323,20 @@ relay_exit_if_role_changed(void)
 
 /*
  * Whether to read the outbox now; otherwise *wait_ms is how long to wait
- * for a reason to.  A wake-up alone, while rounds are in flight, reads once
- * one of them was recorded or RELAY_READ_GATHER_MS after the last read,
- * whichever comes first: under a steady stream of commits the rows of
- * several then go in one round, as they did when each round was waited
- * for, rather than one round (a read, a produce request, a delete) per
- * commit, which at a few thousand events a second costs more than it
- * saves.  A partition that does not answer delays the reads by at most
- * that much.
+ * for a reason to (-1: none but the latch).  A wake-up alone reads at once
+ * if the last read began RELAY_READ_GATHER_US ago or longer, and otherwise
+ * once that much has passed since it: an event committed after a pause is
+ * read at once, while under a steady stream of commits the rows of several
+ * go in one round (one read, one produce request, one delete) instead of a
+ * round per commit, whose cost is nearly all per round.  The gathering's
+ * wait ignores the latch (see relay_wait()), so the commits that come
+ * meanwhile do not wake the relay either.  After a read that found only
+ * rows in flight, a wake-up reads once a round was recorded.
  */
 static bool
 relay_read_now(long *wait_ms)
 {
-	long		since;
+	int64		since;
 
 	if (relay.held_back && relay.producer != NULL &&
 		kafka_probes_answered(relay.producer) != relay.held_answers)
@@ -2327,23 +2346,16 @@ relay_read_now(long *wait_ms)
 	}
 	if (relay.read_due)
 		return true;
-	if (!relay.woken)
+	if (!relay.woken ||
+		(relay.read_blocked && relay.batches != NULL && !relay.recorded))
 	{
 		*wait_ms = -1;
 		return false;
 	}
-	if (relay.batches == NULL || relay.recorded)
+	since = GetCurrentTimestamp() - relay.last_read;	/* microseconds */
+	if (since >= RELAY_READ_GATHER_US)
 		return true;
-	if (relay.read_blocked)
-	{
-		/* it would find the same rows in flight: wait for a record */
-		*wait_ms = -1;
-		return false;
-	}
-	since = TimestampDifferenceMilliseconds(relay.last_read, GetCurrentTimestamp());
-	if (since >= RELAY_READ_GATHER_MS)
-		return true;
-	*wait_ms = RELAY_READ_GATHER_MS - since;
+	*wait_ms = (RELAY_READ_GATHER_US - since + 999) / 1000;
 	return false;
 }
 
@@ -2472,7 +2484,7 @@ inbox_outbox_relay_main(Datum main_arg)
 				timeout = Min(timeout, 100);	/* as relay_wait_step() */
 			if (gather_ms >= 0)
 				timeout = Min(timeout, gather_ms);
-			(void) relay_wait(timeout);
+			(void) relay_wait(timeout, gather_ms < 0);
 			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(), (int) due_ms))
 				relay.read_due = true;
 			kafka_serve(relay.producer);
@@ -2496,6 +2508,13 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay.read_blocked = false;
 		relay.held_back = false;
 		relay.last_read = GetCurrentTimestamp();
+
+		/*
+		 * Every commit that set the latch until now is in the read's
+		 * snapshot: a wake-up it left would only read again for nothing.
+		 * (The loop looks at the signals' flags before its next wait.)
+		 */
+		ResetLatch(MyLatch);
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();
 		exit_unless_extension(relay.generation);
