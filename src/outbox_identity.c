@@ -51,6 +51,7 @@
 #include "access/tableam.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_subscription.h"
 #include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
@@ -60,6 +61,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -83,6 +86,7 @@ typedef struct IdentityCheck
 	int64		foreign_system;
 	Oid			foreign_database;
 	char		subscription[NAMEDATALEN];	/* one that replicates the outbox */
+	char		broken[160];	/* the table was altered so: checks nothing */
 } IdentityCheck;
 
 static SPIPlanPtr record_plan = NULL;
@@ -113,22 +117,26 @@ this_system(void)
 }
 
 /*
- * The attribute number of column name of rel, which must be of type typid
- * (the table is the extension's, but its owner may alter it).
+ * The attribute number of column name of rel, which must be NOT NULL and
+ * of type typid; or 0, with the problem in c->broken (the table is the
+ * extension's, but its owner may alter it).
  */
 static AttrNumber
-identity_column(Relation rel, const char *name, Oid typid)
+identity_column(Relation rel, const char *name, Oid typid, IdentityCheck *c)
 {
 	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), name);
+	Form_pg_attribute att;
 
-	if (attnum <= 0 ||
-		TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != typid)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("column \"%s\" of table inbox_outbox.database_identity is missing or not of type %s",
-					   name, format_type_be(typid)),
-				errdetail("The relay and inbox_outbox.adopt_outbox() read the table as CREATE EXTENSION made it."));
-	return attnum;
+	if (attnum > 0)
+	{
+		att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+		if (att->atttypid == typid && att->attnotnull)
+			return attnum;
+	}
+	snprintf(c->broken, sizeof(c->broken),
+			 "column \"%s\" of table inbox_outbox.database_identity is missing, nullable or not of type %s",
+			 name, format_type_be(typid));
+	return 0;
 }
 
 /*
@@ -181,7 +189,7 @@ identity_check(IdentityCheck *c)
 {
 	Oid			schema = get_namespace_oid("inbox_outbox", true);
 	Oid			outbox = get_relname_relid("outbox", schema);
-	Oid			relid = get_relname_relid("database_identity", schema);
+	Oid			relid;
 	int64		system = DatumGetInt64(this_system());
 	Relation	rel;
 	AttrNumber	system_col;
@@ -192,34 +200,44 @@ identity_check(IdentityCheck *c)
 	TimestampTz first_foreign = 0;
 
 	memset(c, 0, sizeof(*c));
+	relid = RangeVarGetRelidExtended(makeRangeVar("inbox_outbox", "database_identity", -1),
+									 AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 	c->exists = OidIsValid(relid);
 	if (!c->exists)
 		return;
 
-	rel = table_open(relid, AccessShareLock);
-	system_col = identity_column(rel, "system_identifier", INT8OID);
-	database_col = identity_column(rel, "database_oid", OIDOID);
-	recorded_col = identity_column(rel, "recorded_at", TIMESTAMPTZOID);
+	rel = table_open(relid, NoLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	{
+		strlcpy(c->broken, "inbox_outbox.database_identity is not a table",
+				sizeof(c->broken));
+		table_close(rel, NoLock);
+		return;
+	}
+	system_col = identity_column(rel, "system_identifier", INT8OID, c);
+	database_col = identity_column(rel, "database_oid", OIDOID, c);
+	recorded_col = identity_column(rel, "recorded_at", TIMESTAMPTZOID, c);
+	if (c->broken[0] != '\0')
+	{
+		table_close(rel, NoLock);
+		return;
+	}
 	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		bool		system_null;
-		bool		database_null;
-		bool		recorded_null;
+		bool		isnull;
 		int64		row_system;
 		Oid			row_database;
 		TimestampTz recorded;
 
+		/* the columns are NOT NULL (identity_column()) */
 		c->rows++;
-		row_system = DatumGetInt64(slot_getattr(slot, system_col, &system_null));
-		row_database = DatumGetObjectId(slot_getattr(slot, database_col, &database_null));
-		recorded = DatumGetTimestampTz(slot_getattr(slot, recorded_col, &recorded_null));
-		if (system_null || database_null ||
-			(row_system == system && row_database == MyDatabaseId))
+		row_system = DatumGetInt64(slot_getattr(slot, system_col, &isnull));
+		row_database = DatumGetObjectId(slot_getattr(slot, database_col, &isnull));
+		recorded = DatumGetTimestampTz(slot_getattr(slot, recorded_col, &isnull));
+		if (row_system == system && row_database == MyDatabaseId)
 			continue;
-		if (recorded_null)
-			recorded = DT_NOEND;	/* last, as ORDER BY puts nulls */
 		if (!c->foreign || recorded < first_foreign)
 		{
 			c->foreign = true;
@@ -230,7 +248,7 @@ identity_check(IdentityCheck *c)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	table_close(rel, NoLock);
 
 	if (OidIsValid(outbox))
 		identity_subscription(outbox, c->subscription);
@@ -291,7 +309,14 @@ outbox_identity_verify(const char **reason, const char **hint)
 	if (!c.exists)
 		return true;
 
-	if (c.subscription[0] != '\0')
+	if (c.broken[0] != '\0')
+	{
+		strlcpy(reason_text, c.broken, sizeof(reason_text));
+		strlcpy(hint_text,
+				"Restore it as CREATE EXTENSION made it: system_identifier bigint, database_oid oid and recorded_at timestamptz, all NOT NULL.",
+				sizeof(hint_text));
+	}
+	else if (c.subscription[0] != '\0')
 	{
 		snprintf(reason_text, sizeof(reason_text),
 				 "subscription \"%s\" replicates inbox_outbox.outbox into this database",
@@ -346,6 +371,7 @@ adopt_outbox(PG_FUNCTION_ARGS)
 	Datum		args[2];
 	int64		pending;
 	uint64		discarded = 0;
+	AclResult	aclresult;
 	bool		isnull;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -356,6 +382,18 @@ adopt_outbox(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				errcode(ERRCODE_UNDEFINED_TABLE),
 				errmsg("table inbox_outbox.database_identity does not exist"));
+	/* the check reads the table in C: the caller must be allowed to */
+	aclresult = pg_class_aclcheck(get_relname_relid("database_identity",
+													get_namespace_oid("inbox_outbox", false)),
+								  GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, "database_identity");
+	if (c.broken[0] != '\0')
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("%s", c.broken),
+				errdetail("The relay and inbox_outbox.adopt_outbox() read the table as CREATE EXTENSION made it."));
+
 	if (c.subscription[0] != '\0')
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -2353,8 +2353,8 @@ relay_read_now(long *wait_ms)
 		return false;
 	}
 	since = GetCurrentTimestamp() - relay.last_read;	/* microseconds */
-	if (since >= RELAY_READ_GATHER_US)
-		return true;
+	if (since < 0 || since >= RELAY_READ_GATHER_US)
+		return true;			/* (a clock set back reads at once) */
 	*wait_ms = (RELAY_READ_GATHER_US - since + 999) / 1000;
 	return false;
 }
@@ -2512,9 +2512,12 @@ inbox_outbox_relay_main(Datum main_arg)
 		/*
 		 * Every commit that set the latch until now is in the read's
 		 * snapshot: a wake-up it left would only read again for nothing.
-		 * (The loop looks at the signals' flags before its next wait.)
+		 * A request that came since the loop looked keeps it set, for the
+		 * round's waits.
 		 */
 		ResetLatch(MyLatch);
+		if (ShutdownRequestPending || ConfigReloadPending || InterruptPending)
+			SetLatch(MyLatch);
 		relay_begin_read("inbox_outbox relay: reading outbox", &from);
 		relay_api->standby_mark_round();
 		exit_unless_extension(relay.generation);

@@ -186,6 +186,21 @@ is( $orig->safe_psql('shop', q{
 		WHERE d.datname = current_database()}),
 	'1|t', 'an emptied identity table gets this database again, and events flow');
 
+# An identity table altered by hand (a NOT NULL dropped) checks nothing:
+# the relay pauses, naming the column, and goes on once it is restored.
+$orig->safe_psql('shop',
+	'ALTER TABLE inbox_outbox.database_identity ALTER COLUMN database_oid DROP NOT NULL');
+my $altered = $orig->safe_psql('shop', q{SELECT outbox_publish('copies', 'k', 'altered'::text)});
+wait_state($orig, 'shop', $paused);
+is( last_error($orig, 'shop'),
+	'column "database_oid" of table inbox_outbox.database_identity is missing, nullable or not of type oid',
+	'an identity table altered by hand pauses the relay, naming the column');
+is($orig->safe_psql('shop', 'SELECT pending FROM inbox_outbox.relay_status'), '1',
+	'and its event waits');
+$orig->safe_psql('shop',
+	'ALTER TABLE inbox_outbox.database_identity ALTER COLUMN database_oid SET NOT NULL');
+wait_outbox_empty($orig, 'shop', 'the identity table restored');
+
 # 4. Logical replication, from pubdb on the first server (its relay held
 # back, as a slow relay would be) to the second.
 $orig->safe_psql('postgres', 'CREATE DATABASE pubdb');
@@ -297,8 +312,8 @@ is(status($upgraded, 'shop'), '5|0', 'and keeps the 5 events unsent');
 is($upgraded->safe_psql('shop', 'SELECT * FROM inbox_outbox.adopt_outbox()'), '5|0',
 	'adopt_outbox() after pg_upgrade');
 wait_outbox_empty($upgraded, 'shop', 'adopted after pg_upgrade');
-is_deeply(arrivals('copies', 107),
-	{ (map { $_ => 2 } @ids), (map { $_ => 1 } $own, $after, @kept) },
+is_deeply(arrivals('copies', 108),
+	{ (map { $_ => 2 } @ids), (map { $_ => 1 } $own, $after, $altered, @kept) },
 	'Kafka, in the end: every event of the original once, the 50 copied ones once more from the adopted copy, the 5 upgraded ones once');
 
 $upgraded->stop;
