@@ -231,4 +231,7 @@ my @missing = grep { !$seen{$_} } keys %published;
 is(scalar(@missing), 0, 'every published event reached Kafka')
   or diag("missing: @missing[0 .. ($#missing < 9 ? $#missing : 9)]");
 
+# the server first: the mock cluster's exit waits for its clients
+$node->stop;
+$mc->stop;
 done_testing();
