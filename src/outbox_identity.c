@@ -81,6 +81,7 @@ PG_FUNCTION_INFO_V1(adopt_outbox);
 typedef struct IdentityCheck
 {
 	bool		exists;			/* the table is there (not dropped by hand) */
+	Oid			relid;			/* its OID, if so */
 	int64		rows;
 	bool		foreign;		/* a row names another database */
 	int64		foreign_system;
@@ -203,6 +204,7 @@ identity_check(IdentityCheck *c)
 	relid = RangeVarGetRelidExtended(makeRangeVar("inbox_outbox", "database_identity", -1),
 									 AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 	c->exists = OidIsValid(relid);
+	c->relid = relid;
 	if (!c->exists)
 		return;
 
@@ -383,9 +385,7 @@ adopt_outbox(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_UNDEFINED_TABLE),
 				errmsg("table inbox_outbox.database_identity does not exist"));
 	/* the check reads the table in C: the caller must be allowed to */
-	aclresult = pg_class_aclcheck(get_relname_relid("database_identity",
-													get_namespace_oid("inbox_outbox", false)),
-								  GetUserId(), ACL_SELECT);
+	aclresult = pg_class_aclcheck(c.relid, GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, "database_identity");
 	if (c.broken[0] != '\0')
