@@ -48,6 +48,7 @@ char	   *inbox_outbox_standby_slots = NULL;
 bool		inbox_outbox_allow_unsafe_kafka_properties = false;
 int			inbox_outbox_batch_size = 5000;
 int			inbox_outbox_poll_interval = 5000;
+double		inbox_outbox_gather_window = 2.0;
 int			inbox_outbox_max_attempts = 10;
 int			inbox_outbox_retry_backoff = 1000;
 int			inbox_outbox_max_message_bytes = 1000000;
@@ -161,7 +162,7 @@ define_parameters(void)
 
 	DefineCustomIntVariable("inbox_outbox.batch_size",
 							"Most outbox rows the relay reads and produces in one round.",
-							"A round also stops at 64 MB of payload, key and headers.",
+							"A round also stops at 24 MB of payload, key and headers.",
 							&inbox_outbox_batch_size,
 							5000, 1, 100000,
 							PGC_SIGHUP,
@@ -177,6 +178,17 @@ define_parameters(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("inbox_outbox.gather_window",
+							 "Time after a read of the outbox during which the relay gathers commits for the next.",
+							 "Under a steady stream of commits the relay's reads are this far apart at least, "
+							 "so that one round carries the events of many commits; a commit after a quiet "
+							 "spell is read at once.  0 reads at every commit.",
+							 &inbox_outbox_gather_window,
+							 2.0, 0.0, 1000.0,
+							 PGC_SIGHUP,
+							 GUC_UNIT_MS,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("inbox_outbox.max_attempts",
 							"Delivery attempts before an outbox row moves to the dead-letter table.",

@@ -25,6 +25,7 @@ extern char *inbox_outbox_standby_slots;
 extern bool inbox_outbox_allow_unsafe_kafka_properties;
 extern int	inbox_outbox_batch_size;
 extern int	inbox_outbox_poll_interval;
+extern double inbox_outbox_gather_window;
 extern int	inbox_outbox_max_attempts;
 extern int	inbox_outbox_retry_backoff;
 extern int	inbox_outbox_max_message_bytes;

@@ -451,6 +451,12 @@ kafka_outstanding(KafkaProducer *producer)
  *
  * A name longer than Kafka allows is produced by name, which librdkafka
  * accepts and the broker refuses, so that the row fails like any other.
+ *
+ * librdkafka copies the key and the headers but not the value: value must
+ * stay where it is until the message's delivery report is served, or the
+ * producer is destroyed, which the caller's round (its results are written
+ * by that report) needs anyway.  Copying every value doubled the relay's
+ * memory for rows in flight.
  */
 bool
 kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
@@ -505,7 +511,7 @@ kafka_produce(KafkaProducer *producer, KafkaRound *round, int index,
 							RD_KAFKA_V_PARTITION(partition),
 							RD_KAFKA_V_KEY(key, key_len),
 							RD_KAFKA_V_VALUE((void *) value, value_len),
-							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							RD_KAFKA_V_MSGFLAGS(0),	/* value: see above */
 							RD_KAFKA_V_HEADERS(hdrs),
 							RD_KAFKA_V_TIMESTAMP(timestamp_ms),
 							RD_KAFKA_V_OPAQUE(result),

@@ -170,6 +170,7 @@ typedef struct Relay
 	char	   *wanted_role;	/* a relay_role that did not exist */
 
 	KafkaProducer *producer;	/* NULL until made, and after a failure */
+	WaitEventSet *gather_set;	/* postmaster alone (relay_wait()) */
 	WaitEventSet *wait_set;		/* latch, postmaster, producer's pipe; NULL
 								 * until the first wait of each producer */
 	bool		producer_failed;	/* its fatal error was reported */
@@ -253,11 +254,6 @@ static InboxOutboxShared *shared = NULL;
  */
 #define RELAY_FULL_READ_POLLS	120
 
-/* The least time between two reads that a wake-up starts (relay_read_now()). */
-#ifndef RELAY_READ_GATHER_US
-#define RELAY_READ_GATHER_US	2000
-#endif
-
 /*
  * The shortest wait for a retry that is due: a due row held back behind an
  * earlier failed row of its key still counts as due, and reading for it
@@ -266,14 +262,17 @@ static InboxOutboxShared *shared = NULL;
 #define RELAY_RETRY_MIN_WAIT_MS	10
 
 /*
- * At-least-once mode: the most batches, and bytes of rows, in flight at
- * once (see relay_pipeline_full()).  A batch costs its memory context and
- * its rows; at low rates a batch often holds one row, and one slow
- * partition keeps every batch with a row for it in flight, so the count
- * allows thousands.
+ * At-least-once mode: the most batches, and bytes of rows' values, in
+ * flight at once (see relay_pipeline_full()); a round reads no more than
+ * the bytes left, nor, in exactly-once mode, more than all of them.  A
+ * batch costs its memory context and its rows; at low rates a batch often
+ * holds one row, and one slow partition keeps every batch with a row for
+ * it in flight, so the count allows thousands.  librdkafka sends the
+ * rows' values from the batches, without a copy of its own, so the bytes
+ * bound the relay's memory for rows.
  */
 #define RELAY_PIPELINE_BATCHES	4096
-#define RELAY_PIPELINE_BYTES	(64 * 1024 * 1024)
+#define RELAY_PIPELINE_BYTES	(24 * 1024 * 1024)
 
 /*
  * Exactly-once mode: a transaction begins no sooner than this after the
@@ -442,13 +441,23 @@ relay_extension_dropped(bool woken)
  * WaitLatchOrSocket() does, it cost an epoll instance per wait, several per
  * event at low rates.  Returns the WL_* flags of what happened.
  *
- * Without latch, the wait leaves the latch out: a commit that sets it
- * meanwhile then costs neither a signal nor a wake-up (SetLatch() signals
- * only a process that sleeps on it), and the wait lasts the whole timeout
- * unless the producer has news.  For the relay's short gathering waits only
- * (relay_read_now()): a shutdown or reload request is seen when it ends.
+ * Without latch, the wait is on a second set that holds the postmaster's
+ * death alone: a commit that sets the latch meanwhile then costs neither a
+ * signal nor a wake-up (SetLatch() signals only a process that sleeps on
+ * the latch), nor does a delivery report, and the wait lasts the whole
+ * timeout.  For the relay's short gathering waits only (relay_read_now()):
+ * a shutdown or reload request, a commit and the producer's news are all
+ * seen when it ends.
  */
-#define RELAY_WAIT_LATCH		0	/* the latch's position in relay.wait_set */
+static WaitEventSet *
+relay_wait_set_new(int nevents)
+{
+#if PG_VERSION_NUM >= 170000
+	return CreateWaitEventSet(NULL, nevents);
+#else
+	return CreateWaitEventSet(TopMemoryContext, nevents);
+#endif
+}
 
 static int
 relay_wait(long timeout, bool latch)
@@ -457,26 +466,29 @@ relay_wait(long timeout, bool latch)
 	int			n;
 	int			rc = 0;
 
+	if (!latch)
+	{
+		if (relay.gather_set == NULL)
+		{
+			relay.gather_set = relay_wait_set_new(1);
+			AddWaitEventToSet(relay.gather_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+							  NULL, NULL);
+		}
+		n = WaitEventSetWait(relay.gather_set, timeout, events, lengthof(events),
+							 PG_WAIT_EXTENSION);
+		return n == 0 ? WL_TIMEOUT : 0;
+	}
+
 	if (relay.wait_set == NULL)
 	{
-#if PG_VERSION_NUM >= 170000
-		relay.wait_set = CreateWaitEventSet(NULL, 3);
-#else
-		relay.wait_set = CreateWaitEventSet(TopMemoryContext, 3);
-#endif
-		if (AddWaitEventToSet(relay.wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
-							  MyLatch, NULL) != RELAY_WAIT_LATCH)
-			elog(ERROR, "unexpected position of the latch in the relay's wait set");
+		relay.wait_set = relay_wait_set_new(3);
+		AddWaitEventToSet(relay.wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(relay.wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		AddWaitEventToSet(relay.wait_set, WL_SOCKET_READABLE,
 						  kafka_wait_fd(relay.producer), NULL, NULL);
 	}
-	if (!latch)
-		ModifyWaitEvent(relay.wait_set, RELAY_WAIT_LATCH, WL_LATCH_SET, NULL);
 	n = WaitEventSetWait(relay.wait_set, timeout, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
-	if (!latch)
-		ModifyWaitEvent(relay.wait_set, RELAY_WAIT_LATCH, WL_LATCH_SET, MyLatch);
 	for (int i = 0; i < n; i++)
 		rc |= events[i].events;
 	if (n == 0)
@@ -578,12 +590,16 @@ relay_producer_failed(void)
 	return true;
 }
 
-/* A batch to read a round into, with a memory context of its own. */
+/*
+ * A batch to read a round into, with a memory context of its own: a
+ * generation context, which holds each value in the bytes it takes (an
+ * allocation set would round a 4 kB payload up to 8 kB) and is freed whole.
+ */
 static RelayBatch *
 relay_batch_new(void)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "inbox_outbox relay batch",
-											  ALLOCSET_START_SMALL_SIZES);
+	MemoryContext cxt = GenerationContextCreate(TopMemoryContext, "inbox_outbox relay batch",
+												ALLOCSET_START_SMALL_SIZES);
 	RelayBatch *batch = MemoryContextAllocZero(cxt, sizeof(RelayBatch));
 
 	batch->cxt = cxt;
@@ -2323,21 +2339,30 @@ relay_exit_if_role_changed(void)
 
 /*
  * Whether to read the outbox now; otherwise *wait_ms is how long to wait
- * for a reason to (-1: none but the latch).  A wake-up alone reads at once
- * if the last read began RELAY_READ_GATHER_US ago or longer, and otherwise
- * once that much has passed since it: an event committed after a pause is
- * read at once, while under a steady stream of commits the rows of several
- * go in one round (one read, one produce request, one delete) instead of a
- * round per commit, whose cost is nearly all per round.  The gathering's
- * wait ignores the latch (see relay_wait()), so the commits that come
- * meanwhile do not wake the relay either.  After a read that found only
- * rows in flight, a wake-up reads once a round was recorded.
+ * for a reason to (-1: none but the latch and the producer), and *gather
+ * whether that wait gathers (see below).
+ *
+ * Reads that a wake-up starts (rather than a read that stopped short, a
+ * poll, or a round that left rows behind, which read at once) are
+ * inbox_outbox.gather_window apart at least: for that long after a read
+ * begins, the relay gathers, sleeping without the latch and without the
+ * producer's pipe (see relay_wait()).  Under a steady
+ * stream of commits the rows of several then go in one round (one read,
+ * one produce request per partition, one delete) instead of a round per
+ * commit, whose cost is nearly all per round; and the round costs one
+ * wake-up, not one per commit and per delivery report, whose reports are
+ * served and recorded when the gathering ends.  After that a wake-up reads
+ * at once, so an event committed after a pause is read at once.  After a
+ * read that found only rows in flight, a wake-up reads once a round was
+ * recorded.
  */
 static bool
-relay_read_now(long *wait_ms)
+relay_read_now(long *wait_ms, bool *gather)
 {
 	int64		since;
+	int64		window = (int64) (*relay_api->gather_window * 1000.0);	/* microseconds */
 
+	*gather = false;
 	if (relay.held_back && relay.producer != NULL &&
 		kafka_probes_answered(relay.producer) != relay.held_answers)
 	{
@@ -2346,17 +2371,21 @@ relay_read_now(long *wait_ms)
 	}
 	if (relay.read_due)
 		return true;
+	since = GetCurrentTimestamp() - relay.last_read;	/* microseconds */
+	if (since >= 0 && since < window)
+	{
+		/* (a clock set back does not gather) */
+		*gather = true;
+		*wait_ms = (window - since + 999) / 1000;
+		return false;
+	}
 	if (!relay.woken ||
 		(relay.read_blocked && relay.batches != NULL && !relay.recorded))
 	{
 		*wait_ms = -1;
 		return false;
 	}
-	since = GetCurrentTimestamp() - relay.last_read;	/* microseconds */
-	if (since < 0 || since >= RELAY_READ_GATHER_US)
-		return true;			/* (a clock set back reads at once) */
-	*wait_ms = (RELAY_READ_GATHER_US - since + 999) / 1000;
-	return false;
+	return true;
 }
 
 void
@@ -2418,6 +2447,7 @@ inbox_outbox_relay_main(Datum main_arg)
 		int			n;
 		long		timeout;
 		long		gather_ms;
+		bool		gather;
 		long		due_ms;		/* the next poll or retry, from the last read */
 
 		CHECK_FOR_INTERRUPTS();
@@ -2465,7 +2495,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			(void) relay_wait_step(&shutdown_deadline, &fatal);
 			continue;
 		}
-		if (!relay_read_now(&gather_ms))
+		if (!relay_read_now(&gather_ms, &gather))
 		{
 			/*
 			 * Nothing is known to wait that no read has seen, or the read
@@ -2474,7 +2504,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			 */
 			if (relay.batches == NULL)
 				relay_set_state(relay.next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
-			if (gather_ms < 0)
+			if (!gather)
 				relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 			due_ms = *relay_api->poll_interval;
 			if (relay.next_retry_ms >= 0)
@@ -2482,9 +2512,9 @@ inbox_outbox_relay_main(Datum main_arg)
 			timeout = due_ms;
 			if (relay.batches != NULL)
 				timeout = Min(timeout, 100);	/* as relay_wait_step() */
-			if (gather_ms >= 0)
+			if (gather)
 				timeout = Min(timeout, gather_ms);
-			(void) relay_wait(timeout, gather_ms < 0);
+			(void) relay_wait(timeout, !gather);
 			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(), (int) due_ms))
 				relay.read_due = true;
 			kafka_serve(relay.producer);
@@ -2524,8 +2554,9 @@ inbox_outbox_relay_main(Datum main_arg)
 		relay_floor_check();
 		relay_pause_if_copy();
 		n = relay_store_fetch(batch->cxt, relay.from_start ? NULL : &from,
-							  relay_in_flight, &batch->rows, &relay.next_retry_ms,
-							  &read);
+							  relay_in_flight,
+							  Max(RELAY_PIPELINE_BYTES - relay.batch_bytes, 1),
+							  &batch->rows, &relay.next_retry_ms, &read);
 		relay_end_work();
 		relay_floor_after_read(&read);
 		batch->read = read;

@@ -34,6 +34,7 @@ static const InboxOutboxRelayApi api = {
 	.allow_unsafe_kafka_properties = &inbox_outbox_allow_unsafe_kafka_properties,
 	.batch_size = &inbox_outbox_batch_size,
 	.poll_interval = &inbox_outbox_poll_interval,
+	.gather_window = &inbox_outbox_gather_window,
 	.max_attempts = &inbox_outbox_max_attempts,
 	.retry_backoff = &inbox_outbox_retry_backoff,
 	.max_message_bytes = &inbox_outbox_max_message_bytes,

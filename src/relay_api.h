@@ -32,7 +32,7 @@
 #include "ulid.h"
 
 #define INBOX_OUTBOX_RELAY_API_RENDEZVOUS	"inbox_outbox_relay_api"
-#define INBOX_OUTBOX_RELAY_API_VERSION		2
+#define INBOX_OUTBOX_RELAY_API_VERSION		3
 
 typedef struct InboxOutboxRelayApi
 {
@@ -47,6 +47,7 @@ typedef struct InboxOutboxRelayApi
 	bool	   *allow_unsafe_kafka_properties;
 	int		   *batch_size;
 	int		   *poll_interval;
+	double	   *gather_window;	/* milliseconds */
 	int		   *max_attempts;
 	int		   *retry_backoff;
 	int		   *max_message_bytes;

@@ -23,9 +23,11 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/nbtree.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -33,24 +35,28 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "common/int.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/itemptr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/relcache.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -63,15 +69,12 @@
 #include "spi_plan.h"
 #include "ulid_text.h"
 
-/* Most payload, key and header bytes one round reads and produces. */
-#define RELAY_ROUND_BYTES		(64 * 1024 * 1024)
-
 /* Longest wait between retries of a failed row. */
 #define RELAY_MAX_BACKOFF_MS	60000
 
 /*
- * What both reads of a round return, columns 1 to 11 as relay_store_fetch()
- * takes them: a value larger than $2 (inbox_outbox.max_message_bytes) is
+ * What the statement that reads a round returns, columns 1 to 11 as
+ * relay_store_fetch() takes them: a value larger than $2 (inbox_outbox.max_message_bytes) is
  * not read, only its size, which octet_length() and pg_column_size() take
  * from the value's header.
  */
@@ -94,8 +97,9 @@ typedef struct RelayStore
 	int			saved_sec_context;
 	bool		last_was_retry; /* the last round was an isolated retry */
 	Oid			checked_index;	/* the outbox's primary key, as fetch_from() checked it */
+	Oid			checked_retry_index;	/* outbox_retry, as open_retry_index() did */
+	MemoryContext scratch;		/* a fetched row's passing allocations */
 	SPIPlanPtr	fetch_plan;
-	SPIPlanPtr	fetch_tids_plan;
 	SPIPlanPtr	failed_plan;	/* whether rows wait for a retry, and until when */
 	SPIPlanPtr	prepared_plan;
 	SPIPlanPtr	delete_plan;
@@ -239,22 +243,7 @@ prepare_plans(void)
 		" ORDER BY o.id LIMIT $1",
 		2, argtypes);
 
-	/*
-	 * The same, for rows a read from a lower bound found (fetch_from()):
-	 * there are no failed rows then, so nothing is held back.  Sorted as
-	 * uuid, whose order is the ulid's: the outbox's primary key cannot give
-	 * that order, so the plan stays a TID scan.  Sorted as ulid, a plan made
-	 * after an ANALYZE that found the outbox nearly empty walked the whole
-	 * primary key instead, dead entries and all, at every round.
-	 */
-	argtypes[0] = get_array_type(TIDOID);
-	store.fetch_tids_plan = spi_prepare_kept(
-		FETCH_COLUMNS
-		" WHERE o.ctid OPERATOR(pg_catalog.=) ANY ($1)"
-		" ORDER BY o.id::pg_catalog.uuid",
-		2, argtypes);
-
-	/* the partial index outbox_retry answers this */
+	/* the partial index outbox_retry answers this (see any_failed_rows()) */
 	store.failed_plan = spi_prepare_kept(
 		"SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0, pg_catalog.min(next_attempt_at)"
 		"  FROM inbox_outbox.outbox WHERE attempts OPERATOR(pg_catalog.>) 0",
@@ -390,33 +379,38 @@ size_of(HeapTuple tup, TupleDesc desc, int column)
 }
 
 /*
- * The row's headers, from the text of its jsonb, plus event_id.  A row
- * whose headers cannot be sent (the CHECK constraint on the outbox keeps
- * them out, but a row restored from elsewhere may lack it) gets the reason
- * in row->unsendable and goes to the dead-letter table.
+ * The row's headers, from the text of its jsonb (len bytes; NULL for a
+ * null), plus event_id, in cxt; the parse's own allocations go to scratch,
+ * which is reset.  A row whose headers cannot be sent (the CHECK constraint
+ * on the outbox keeps them out, but a row restored from elsewhere may lack
+ * it) gets the reason in row->unsendable and goes to the dead-letter table.
  */
 static void
-copy_headers(RelayRow *row, Datum value, bool isnull)
+copy_headers(RelayRow *row, const char *json, size_t len,
+			 MemoryContext cxt, MemoryContext scratch)
 {
+	KafkaHeader *parsed = NULL;
 	size_t		bytes = 0;
 	int			n = 0;
+	char		errbuf[256];
+	MemoryContext old = MemoryContextSwitchTo(scratch);
+	bool		ok = json == NULL ||
+		kafka_headers_from_json(json, len, GetDatabaseEncoding(),
+								&parsed, &n, &bytes, errbuf, sizeof(errbuf));
 
-	if (isnull)
-		row->headers = palloc(sizeof(KafkaHeader));
-	else
+	MemoryContextSwitchTo(cxt);
+	if (!ok)
 	{
-		text	   *json = DatumGetTextPP(value);
-		char		errbuf[256];
-
-		if (!kafka_headers_from_json(VARDATA_ANY(json), VARSIZE_ANY_EXHDR(json),
-									 GetDatabaseEncoding(), &row->headers, &n,
-									 &bytes, errbuf, sizeof(errbuf)))
-		{
-			row->unsendable = psprintf("headers cannot be sent (%s)", errbuf);
-			row->headers = palloc(sizeof(KafkaHeader));
-			n = 0;
-			bytes = 0;
-		}
+		row->unsendable = psprintf("headers cannot be sent (%s)", errbuf);
+		n = 0;
+		bytes = 0;
+	}
+	row->headers = palloc(sizeof(KafkaHeader) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		row->headers[i].name = pstrdup(parsed[i].name);
+		row->headers[i].value = pnstrdup(parsed[i].value, parsed[i].value_len);
+		row->headers[i].value_len = parsed[i].value_len;
 	}
 
 	/*
@@ -429,6 +423,8 @@ copy_headers(RelayRow *row, Datum value, bool isnull)
 	row->headers[n].value_len = ULID_TEXT_LEN;
 	row->nheaders = n + 1;
 	row->headers_len = bytes + strlen(KAFKA_EVENT_ID_HEADER) + ULID_TEXT_LEN;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(scratch);
 }
 
 /*
@@ -464,30 +460,40 @@ execute_no_seqscan(SPIPlanPtr plan, Datum *args, bool read_only)
 	return ret;
 }
 
-static Portal
-open_no_seqscan(SPIPlanPtr plan, Datum *args)
+/*
+ * Whether the relay may touch the outbox in C, without a statement, for
+ * mode (ACL_SELECT, or ACL_DELETE, which the statement's RETURNING makes a
+ * SELECT too): a plain table without row security or inheritance children,
+ * to which the relay's role has those rights, with no executor hook that
+ * checks permissions (sepgsql, pgaudit); for a delete, also in a
+ * read-write transaction that sees the latest row versions (the relay's
+ * READ COMMITTED: at a higher isolation level, set as the database's
+ * default, the statement raises a serialization failure where this would
+ * skip the row), with no rule and no trigger that a DELETE would fire (a
+ * foreign key to the outbox is such a trigger).  Otherwise the statement
+ * runs, which does all of that.
+ */
+static bool
+outbox_plain_access(Relation heap, AclMode mode)
 {
-	int			nest = NewGUCNestLevel();
-	Portal		portal;
+	TriggerDesc *trig = heap->trigdesc;
+	Oid			relid = RelationGetRelid(heap);
 
-	no_seqscan();
-	portal = SPI_cursor_open(NULL, plan, args, NULL, true);
-	AtEOXact_GUC(true, nest);
-	return portal;
+	if (heap->rd_rel->relkind != RELKIND_RELATION || heap->rd_rel->relrowsecurity ||
+		heap->rd_rel->relhassubclass || ExecutorCheckPerms_hook != NULL)
+		return false;
+	if (mode == ACL_DELETE &&
+		(XactReadOnly || IsolationUsesXactSnapshot() ||
+		 heap->rd_rules != NULL ||
+		 (trig != NULL &&
+		  (trig->trig_delete_before_row || trig->trig_delete_after_row ||
+		   trig->trig_delete_instead_row || trig->trig_delete_before_statement ||
+		   trig->trig_delete_after_statement || trig->trig_delete_old_table)) ||
+		 pg_class_aclcheck(relid, GetUserId(), ACL_DELETE) != ACLCHECK_OK))
+		return false;
+	return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
 }
 
-/*
- * The outbox rows visible in the active snapshot with an id of at least
- * from, in id order, at most limit of them: their ctids go to tids.
- * Returns -1 if the outbox's primary key is not what the extension made.
- *
- * This is an index scan in C rather than a statement, because a statement
- * would have to name the ulid >= operator, and a name can be made to
- * resolve elsewhere (see prepare_plans()).  The scan key compares with
- * uuid_ge, which the ulid operator class uses, found by its OID; the
- * index is checked to be a btree on id with the default operator class of
- * the column's type, whose order is uuid_cmp's.
- */
 /*
  * Open the outbox and its primary key, if the key is what the extension
  * made: a btree on id with the default operator class of the column's type,
@@ -540,64 +546,405 @@ open_outbox_key(Relation *heap_out, Relation *index_out)
 }
 
 static IndexScanDesc
-begin_key_scan(Relation heap, Relation index)
+begin_key_scan(Relation heap, Relation index, int nkeys)
 {
 #if PG_VERSION_NUM >= 180000
-	return index_beginscan(heap, index, GetActiveSnapshot(), NULL, 1, 0);
+	return index_beginscan(heap, index, GetActiveSnapshot(), NULL, nkeys, 0);
 #else
-	return index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+	return index_beginscan(heap, index, GetActiveSnapshot(), nkeys, 0);
 #endif
 }
 
+/* A row as a read hands it over, before relay_store_fetch() takes it. */
+typedef struct FetchedRow
+{
+	ItemPointerData ctid;
+	pg_ulid		id;
+	Datum		topic;			/* text */
+	bool		topic_null;		/* (NOT NULL may be NOT VALID) */
+	TimestampTz created_at;
+	int32		attempts;
+	int			key_size;		/* bytes of each value, 0 for a null */
+	int			payload_size;
+	int			headers_size;	/* as stored, as pg_column_size() gives it */
+	Datum		key;			/* text, unless null or too large */
+	bool		key_null;
+	Datum		payload;		/* bytea, likewise */
+	bool		payload_null;
+	Datum		headers;		/* jsonb, or its text (headers_text) */
+	bool		headers_null;
+	bool		headers_text;
+} FetchedRow;
+
+/* The batch relay_store_fetch() is taking. */
+typedef struct FetchState
+{
+	MemoryContext cxt;			/* the batch's */
+	MemoryContext scratch;		/* a row's passing allocations */
+	RelayIdFilter skip;
+	int			limit;			/* rows to read at most, skipped ones too */
+	int64		max_bytes;		/* bytes of values to take at most */
+	RelayRow   *rows;
+	int			n;
+	int			capacity;
+	int			nread;			/* n, and the rows skipped */
+	int64		bytes;
+	bool		full;			/* a row was left for a later round */
+	pg_ulid		last_id;
+} FetchState;
+
 /*
- * The outbox rows visible in the active snapshot with an id of at least
- * from, in id order, at most limit of them: their ctids go to tids.
- * Returns -1 if the outbox's primary key is not what the extension made.
+ * Take a row into the batch, or leave it out if skip names it: the relay's
+ * rows in flight, which the read may meet again and which are neither
+ * copied nor sent twice.  Returns false, taking nothing, if the row would
+ * take the batch past st->max_bytes (one row is always taken), counted
+ * from the values' sizes before they are read; a value above
+ * inbox_outbox.max_message_bytes is not read at all, and costs nothing.
+ */
+static bool
+take_row(FetchState *st, const FetchedRow *f)
+{
+	int			max = *relay_api->max_message_bytes;
+	bool		withheld = f->key_size > max || f->payload_size > max ||
+		f->headers_size > max;
+	int64		cost = withheld ? 0 :
+		(int64) f->key_size + f->payload_size + f->headers_size;
+	RelayRow   *row;
+	MemoryContext old;
+
+	if (st->skip != NULL && st->skip(&f->id))
+	{
+		st->nread++;
+		st->last_id = f->id;
+		return true;
+	}
+	if (st->n > 0 && st->bytes + cost > st->max_bytes)
+	{
+		st->full = true;
+		return false;
+	}
+	if (st->n == st->capacity)
+	{
+		int			more = Min(st->limit, st->capacity * 2);
+
+		st->rows = repalloc(st->rows, sizeof(RelayRow) * more);
+		memset(&st->rows[st->capacity], 0, sizeof(RelayRow) * (more - st->capacity));
+		st->capacity = more;
+	}
+	row = &st->rows[st->n++];
+	st->nread++;
+	st->last_id = f->id;
+	st->bytes += cost;
+
+	old = MemoryContextSwitchTo(st->cxt);
+	row->ctid = f->ctid;
+	row->id = f->id;
+	ulid_format(row->id.data, row->id_text);
+	if (f->topic_null)
+	{
+		row->topic = pstrdup("");
+		row->unsendable = pstrdup("its topic is null");
+	}
+	else
+		row->topic = TextDatumGetCString(f->topic);
+	row->created_ms = kafka_timestamp(f->created_at);
+	row->attempts = f->attempts;
+	if (withheld)
+	{
+		/* sizes only, for the dead-letter reason */
+		row->oversize = true;
+		row->key_len = f->key_size;
+		row->payload_len = f->payload_size;
+		row->headers_len = f->headers_size;
+	}
+	else
+	{
+		if (!f->key_null)
+			row->key = copy_bytes(f->key, &row->key_len);
+		if (!f->payload_null)
+			row->payload = copy_bytes(f->payload, &row->payload_len);
+		if (f->headers_null)
+			copy_headers(row, NULL, 0, st->cxt, st->scratch);
+		else
+		{
+			const char *json;
+			size_t		len;
+
+			/* the text and the detoasted value are the scratch's */
+			MemoryContextSwitchTo(st->scratch);
+			if (f->headers_text)
+			{
+				text	   *t = DatumGetTextPP(f->headers);
+
+				json = VARDATA_ANY(t);
+				len = VARSIZE_ANY_EXHDR(t);
+			}
+			else
+			{
+				json = DatumGetCString(DirectFunctionCall1(jsonb_out, f->headers));
+				len = strlen(json);
+			}
+			copy_headers(row, json, len, st->cxt, st->scratch);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* Where the outbox's columns are, for fetch_from(). */
+typedef struct OutboxColumns
+{
+	AttrNumber	id;
+	AttrNumber	topic;
+	AttrNumber	key;
+	AttrNumber	payload;
+	AttrNumber	headers;
+	AttrNumber	created_at;
+	AttrNumber	attempts;
+} OutboxColumns;
+
+/*
+ * Find the outbox's columns in its descriptor, each of the type, and as
+ * NOT NULL, as the extension made it (id is the primary key's column, a
+ * ulid).  Returns false if one is not.
+ */
+static bool
+outbox_columns(Relation heap, AttrNumber id, OutboxColumns *cols)
+{
+	static const struct
+	{
+		const char *name;
+		Oid			type;
+		bool		not_null;
+		size_t		offset;
+	}			want[] = {
+		{"topic", TEXTOID, true, offsetof(OutboxColumns, topic)},
+		{"key", TEXTOID, false, offsetof(OutboxColumns, key)},
+		{"payload", BYTEAOID, false, offsetof(OutboxColumns, payload)},
+		{"headers", JSONBOID, false, offsetof(OutboxColumns, headers)},
+		{"created_at", TIMESTAMPTZOID, true, offsetof(OutboxColumns, created_at)},
+		{"attempts", INT4OID, true, offsetof(OutboxColumns, attempts)},
+	};
+	TupleDesc	desc = RelationGetDescr(heap);
+	Form_pg_attribute att;
+
+	if (id < 1 || id > desc->natts)
+		return false;
+	att = TupleDescAttr(desc, id - 1);
+	if (att->attisdropped || att->attlen != sizeof(pg_ulid) || !att->attnotnull)
+		return false;
+	cols->id = id;
+	for (size_t i = 0; i < lengthof(want); i++)
+	{
+		AttrNumber	found = InvalidAttrNumber;
+
+		for (int a = 0; a < desc->natts && found == InvalidAttrNumber; a++)
+		{
+			att = TupleDescAttr(desc, a);
+			if (!att->attisdropped && strcmp(NameStr(att->attname), want[i].name) == 0)
+				found = a + 1;
+		}
+		if (found == InvalidAttrNumber)
+			return false;
+		att = TupleDescAttr(desc, found - 1);
+		if (att->atttypid != want[i].type || (want[i].not_null && !att->attnotnull))
+			return false;
+		*(AttrNumber *) ((char *) cols + want[i].offset) = found;
+	}
+	return true;
+}
+
+/*
+ * Take the outbox rows visible in the active snapshot with an id of at
+ * least from, in id order, until st's limits, straight
+ * from the primary key's index scan.  Returns -1, having taken nothing, if
+ * the outbox's primary key or columns are not what the extension made (the
+ * caller then reads with a statement).
  *
  * This is an index scan in C rather than a statement, because a statement
  * would have to name the ulid >= operator, and a name can be made to
- * resolve elsewhere (see prepare_plans()).  The scan key compares with
- * uuid_ge, which the ulid operator class uses, found by its OID (see
- * open_outbox_key()).
+ * resolve elsewhere (see prepare_plans()); and because it is the cheapest
+ * read a small round can make.  The scan key compares with uuid_ge, which
+ * the ulid operator class uses, found by its OID (see open_outbox_key()).
+ * A value's size comes from its header, toasted or not, as octet_length()
+ * and pg_column_size() take it; a value too large is never detoasted.
  */
 static int
-fetch_from(const pg_ulid *from, int limit, ItemPointerData *tids)
+fetch_from(const pg_ulid *from, FetchState *st)
 {
 	Relation	heap;
 	Relation	index;
+	OutboxColumns cols;
 	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	int			n = 0;
 
 	if (!open_outbox_key(&heap, &index))
 		return -1;
+	if (!outbox_plain_access(heap, ACL_SELECT) ||
+		!outbox_columns(heap, index->rd_index->indkey.values[0], &cols))
+	{
+		index_close(index, AccessShareLock);
+		table_close(heap, AccessShareLock);
+		return -1;
+	}
 
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_UUID_GE,
 				UlidPGetDatum(from));
-	scan = begin_key_scan(heap, index);
+	scan = begin_key_scan(heap, index, 1);
 	index_rescan(scan, &key, 1, NULL, 0);
 	slot = table_slot_create(heap, NULL);
-	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
-		tids[n++] = slot->tts_tid;
+	while (st->nread < st->limit && !st->full &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		FetchedRow	f;
+		bool		isnull;
+		Datum		d;
+
+		f.ctid = slot->tts_tid;
+		memcpy(&f.id, DatumGetPointer(slot_getattr(slot, cols.id, &isnull)),
+			   sizeof(pg_ulid));
+		f.topic = slot_getattr(slot, cols.topic, &f.topic_null);
+		f.created_at = DatumGetTimestampTz(slot_getattr(slot, cols.created_at, &isnull));
+		f.attempts = DatumGetInt32(slot_getattr(slot, cols.attempts, &isnull));
+		d = slot_getattr(slot, cols.key, &f.key_null);
+		f.key = d;
+		f.key_size = f.key_null ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
+		d = slot_getattr(slot, cols.payload, &f.payload_null);
+		f.payload = d;
+		f.payload_size = f.payload_null ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
+		d = slot_getattr(slot, cols.headers, &f.headers_null);
+		f.headers = d;
+		f.headers_size = f.headers_null ? 0 : toast_datum_size(d);
+		f.headers_text = false;
+		(void) take_row(st, &f);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
-	return n;
+	return st->n;
+}
+
+/*
+ * The partial index of failed rows, outbox_retry, if it is what the
+ * extension made: a btree on the outbox whose predicate is exactly
+ * attempts > 0 (int4 > int4, found by OID), so that it holds every row that
+ * waits for a retry.  Returns NULL (and opens nothing) otherwise.
+ */
+static Relation
+open_retry_index(Relation heap)
+{
+	Oid			indexid = get_relname_relid("outbox_retry", RelationGetNamespace(heap));
+	Relation	index;
+	List	   *pred;
+	OpExpr	   *op;
+	Var		   *var;
+	Const	   *cst;
+
+	if (!OidIsValid(indexid))
+		return NULL;
+	index = try_relation_open(indexid, AccessShareLock);
+	if (index == NULL)
+		return NULL;
+
+	/* every round: DROP INDEX CONCURRENTLY makes it stop taking new rows */
+	if (index->rd_rel->relkind != RELKIND_INDEX ||
+		index->rd_index->indrelid != RelationGetRelid(heap) ||
+		!index->rd_index->indisvalid || !index->rd_index->indisready ||
+		!index->rd_index->indislive)
+		goto not_ours;
+	if (indexid == store.checked_retry_index)
+		return index;
+
+	/* once per index, not every round: an index made anew has a new OID */
+	if (index->rd_rel->relam != BTREE_AM_OID)
+		goto not_ours;
+	pred = RelationGetIndexPredicate(index);
+	if (list_length(pred) != 1 || !IsA(linitial(pred), OpExpr))
+		goto not_ours;
+	op = linitial_node(OpExpr, pred);
+	if (op->opfuncid != F_INT4GT || list_length(op->args) != 2 ||
+		!IsA(linitial(op->args), Var) || !IsA(lsecond(op->args), Const))
+		goto not_ours;
+	var = linitial_node(Var, op->args);
+	cst = lsecond_node(Const, op->args);
+	if (var->varattno != get_attnum(RelationGetRelid(heap), "attempts") ||
+		var->vartype != INT4OID ||
+		cst->consttype != INT4OID || cst->constisnull ||
+		DatumGetInt32(cst->constvalue) != 0)
+		goto not_ours;
+	store.checked_retry_index = indexid;
+	return index;
+
+not_ours:
+	index_close(index, AccessShareLock);
+	return NULL;
 }
 
 /*
  * Whether rows wait for a retry; *next_retry_ms is set to the wait until
  * the earliest is due, or -1.  Runs in the caller's transaction.
+ *
+ * Most rounds find none, so this is an index scan in C of outbox_retry,
+ * which is empty then, rather than a statement: the statement's executor
+ * start alone cost as much as the rest of a small round's read.  Should
+ * the index not be what the extension made, the statement answers.
  */
 static bool
 any_failed_rows(int64 *next_retry_ms)
 {
+	Relation	heap;
+	Relation	index;
 	bool		isnull;
 	Datum		next;
-	int			ret = execute_no_seqscan(store.failed_plan, NULL, true);
+	int			ret;
 
+	if (open_outbox_key(&heap, &index))
+	{
+		Relation	retry;
+		AttrNumber	attempts_att = get_attnum(RelationGetRelid(heap), "attempts");
+		AttrNumber	next_att = get_attnum(RelationGetRelid(heap), "next_attempt_at");
+
+		index_close(index, NoLock);
+		retry = outbox_plain_access(heap, ACL_SELECT) ? open_retry_index(heap) : NULL;
+		if (retry != NULL && next_att != InvalidAttrNumber &&
+			TupleDescAttr(RelationGetDescr(heap), next_att - 1)->atttypid == TIMESTAMPTZOID)
+		{
+			IndexScanDesc scan = begin_key_scan(heap, retry, 0);
+			TupleTableSlot *slot = table_slot_create(heap, NULL);
+			bool		any = false;
+			bool		any_due_at = false;
+			TimestampTz due_at = 0;
+
+			index_rescan(scan, NULL, 0, NULL, 0);
+			while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				Datum		v = slot_getattr(slot, attempts_att, &isnull);
+
+				if (isnull || DatumGetInt32(v) <= 0)
+					continue;	/* (the predicate says it cannot be) */
+				any = true;
+				v = slot_getattr(slot, next_att, &isnull);
+				if (!isnull && (!any_due_at || DatumGetTimestampTz(v) < due_at))
+				{
+					due_at = DatumGetTimestampTz(v);
+					any_due_at = true;
+				}
+			}
+			ExecDropSingleTupleTableSlot(slot);
+			index_endscan(scan);
+			index_close(retry, NoLock);
+			table_close(heap, NoLock);
+			*next_retry_ms = any_due_at ? ms_until(due_at) : -1;
+			return any;
+		}
+		if (retry != NULL)
+			index_close(retry, NoLock);
+		table_close(heap, NoLock);
+	}
+
+	ret = execute_no_seqscan(store.failed_plan, NULL, true);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not look for failed outbox rows: %s",
 			 SPI_result_code_string(ret));
@@ -688,38 +1035,28 @@ relay_store_floor_trigger_version(Oid outbox)
  * Read the next batch into cxt, in the caller's transaction (see
  * relay_begin_read()), leaving out the rows whose ids skip (if not NULL)
  * names: the relay's rows in flight, which the read may meet again and
- * which are neither copied nor sent twice.  Returns the number of rows; *next_retry_ms is set to
- * the wait until the earliest pending retry, or -1 if none; *read says how
- * the rows were read.
+ * which are neither copied nor sent twice.  Returns the number of rows;
+ * *next_retry_ms is set to the wait until the earliest pending retry, or -1
+ * if none; *read says how the rows were read.
  *
- * With from set and no row waiting for a retry, the read starts at from
- * (see fetch_from() and outbox_floor.c); otherwise at the low end of the
- * outbox, skipping rows waiting for a retry and every later row of their
- * keys.
+ * With from set and no row waiting for a retry, the read starts at from,
+ * an index scan in C (see fetch_from() and outbox_floor.c); otherwise it is
+ * a statement from the low end of the outbox, skipping rows waiting for a
+ * retry and every later row of their keys.
  *
  * The batch ends at inbox_outbox.batch_size rows or before the row that
- * would take it past RELAY_ROUND_BYTES (one row is always taken), counted
- * per row from the values' sizes before they are read.  A row above
- * inbox_outbox.max_message_bytes costs nothing: its values are not read, and
- * it goes to the dead-letter table.  The cursor hands over rows 256 at a
- * time, holding toasted values as pointers, so that is all the memory a
- * round takes besides its rows' values, each held once.
+ * would take it past max_bytes of values (see take_row()).  Either read holds
+ * toasted values as pointers until a row is taken (the statement's cursor
+ * hands over 256 rows at a time), so that is all the memory a round takes
+ * besides its rows' values, each held once.
  */
 int
 relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayIdFilter skip,
-				  RelayRow **rows_out, int64 *next_retry_ms, RelayRead *read)
+				  int64 max_bytes, RelayRow **rows_out, int64 *next_retry_ms,
+				  RelayRead *read)
 {
 	int			batch = *relay_api->batch_size;
-	Datum		args[2];
-	int			n = 0;
-	int			nread = 0;		/* n, and the rows skipped */
-	pg_ulid		last_id = {0};
-	int			capacity;
-	int64		bytes = 0;
-	bool		full = false;
-	RelayRow   *rows;
-	Portal		portal;
-	MemoryContext old;
+	FetchState	st = {0};
 
 	if (store.batch_limit > 0 && batch > store.batch_limit)
 		batch = store.batch_limit;
@@ -728,130 +1065,69 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayIdFilter skip,
 	read->failed_rows = any_failed_rows(next_retry_ms);
 	read->from_start = from == NULL || read->failed_rows;
 
+	st.cxt = cxt;
+	if (store.scratch == NULL)
+		store.scratch = AllocSetContextCreate(TopMemoryContext, "inbox_outbox relay row",
+											  ALLOCSET_SMALL_SIZES);
+	st.scratch = store.scratch;
+	st.skip = skip;
+	st.limit = batch;
+	st.max_bytes = max_bytes;
 	/* grown as rows come: a small round should not pay for a full batch */
-	capacity = Min(batch, 64);
-	rows = MemoryContextAllocZero(cxt, sizeof(RelayRow) * capacity);
-	*rows_out = rows;
+	st.capacity = Min(batch, 64);
+	st.rows = MemoryContextAllocZero(cxt, sizeof(RelayRow) * st.capacity);
 
-	args[1] = Int32GetDatum(*relay_api->max_message_bytes);
-	if (!read->from_start)
-	{
-		ItemPointerData *tids = palloc(sizeof(ItemPointerData) * batch);
-		Datum	   *tid_datums;
-		int			ntids = fetch_from(from, batch, tids);
-
-		if (ntids < 0)
-			read->from_start = true;	/* the outbox was changed by hand */
-		else if (ntids == 0)
-			return 0;
-		else
-		{
-			tid_datums = palloc(sizeof(Datum) * ntids);
-			for (int i = 0; i < ntids; i++)
-				tid_datums[i] = PointerGetDatum(&tids[i]);
-			args[0] = PointerGetDatum(construct_array(tid_datums, ntids, TIDOID,
-													  sizeof(ItemPointerData), false,
-													  TYPALIGN_SHORT));
-			portal = open_no_seqscan(store.fetch_tids_plan, args);
-		}
-	}
+	if (!read->from_start && fetch_from(from, &st) < 0)
+		read->from_start = true;	/* the outbox was changed by hand */
 	if (read->from_start)
 	{
+		Datum		args[2];
+		Portal		portal;
+
 		args[0] = Int32GetDatum(batch);
+		args[1] = Int32GetDatum(*relay_api->max_message_bytes);
 		portal = SPI_cursor_open(NULL, store.fetch_plan, args, NULL, true);
-	}
-
-	while (nread < batch && !full)
-	{
-		SPI_cursor_fetch(portal, true, Min(256, batch - nread));
-		if (SPI_processed == 0)
-			break;
-
-		old = MemoryContextSwitchTo(cxt);
-		for (uint64 i = 0; i < SPI_processed && !full; i++)
+		while (st.nread < batch && !st.full)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			RelayRow   *row;
-			int			key_size = size_of(tup, desc, 9);
-			int			payload_size = size_of(tup, desc, 10);
-			int			headers_size = size_of(tup, desc, 11);
-			bool		withheld = key_size > *relay_api->max_message_bytes ||
-				payload_size > *relay_api->max_message_bytes ||
-				headers_size > *relay_api->max_message_bytes;
-			int64		cost = withheld ? 0 :
-				(int64) key_size + payload_size + headers_size;
-			bool		isnull;
-			Datum		d;
-			pg_ulid		id;
-
-			memcpy(&id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
-				   sizeof(pg_ulid));
-			if (skip != NULL && skip(&id))
-			{
-				/* in flight already: neither copied nor sent */
-				nread++;
-				last_id = id;
-				continue;
-			}
-			if (n > 0 && bytes + cost > RELAY_ROUND_BYTES)
-			{
-				full = true;	/* this row and the rest wait for a later round */
+			SPI_cursor_fetch(portal, true, Min(256, batch - st.nread));
+			if (SPI_processed == 0)
 				break;
-			}
-			if (n == capacity)
+			for (uint64 i = 0; i < SPI_processed && !st.full; i++)
 			{
-				int			more = Min(batch, capacity * 2);
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				FetchedRow	f;
+				bool		isnull;
 
-				rows = repalloc(rows, sizeof(RelayRow) * more);
-				memset(&rows[capacity], 0, sizeof(RelayRow) * (more - capacity));
-				capacity = more;
-				*rows_out = rows;
+				ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
+								&f.ctid);
+				memcpy(&f.id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+					   sizeof(pg_ulid));
+				f.topic = SPI_getbinval(tup, desc, 3, &f.topic_null);
+				f.key = SPI_getbinval(tup, desc, 4, &f.key_null);
+				f.payload = SPI_getbinval(tup, desc, 5, &f.payload_null);
+				f.headers = SPI_getbinval(tup, desc, 6, &f.headers_null);
+				f.headers_text = true;
+				f.created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
+				f.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+				f.key_size = size_of(tup, desc, 9);
+				f.payload_size = size_of(tup, desc, 10);
+				f.headers_size = size_of(tup, desc, 11);
+				(void) take_row(&st, &f);
 			}
-			row = &rows[n];
-			n++;
-			nread++;
-			last_id = id;
-			bytes += cost;
-
-			ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)),
-							&row->ctid);
-			memcpy(&row->id, DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
-				   sizeof(pg_ulid));
-			ulid_format(row->id.data, row->id_text);
-			row->topic = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
-			row->created_ms = kafka_timestamp(DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull)));
-			row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-			if (withheld)
-			{
-				/* sizes only, for the dead-letter reason */
-				row->oversize = true;
-				row->key_len = key_size;
-				row->payload_len = payload_size;
-				row->headers_len = headers_size;
-				continue;
-			}
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			if (!isnull)
-				row->key = copy_bytes(d, &row->key_len);
-			d = SPI_getbinval(tup, desc, 5, &isnull);
-			if (!isnull)
-				row->payload = copy_bytes(d, &row->payload_len);
-			d = SPI_getbinval(tup, desc, 6, &isnull);
-			copy_headers(row, d, isnull);
+			SPI_freetuptable(SPI_tuptable);
 		}
-		MemoryContextSwitchTo(old);
-		SPI_freetuptable(SPI_tuptable);
+		SPI_cursor_close(portal);
 	}
-	SPI_cursor_close(portal);
 
-	read->cut = full || nread == batch;
-	if (nread > 0)
-		read->last_id = last_id;
+	*rows_out = st.rows;
+	read->cut = st.full || st.nread == batch;
+	if (st.nread > 0)
+		read->last_id = st.last_id;
 	if (read->cut)
 		*next_retry_ms = -1;	/* rows are waiting: no rest before the next round */
 
-	return n;
+	return st.n;
 }
 
 /*
@@ -997,21 +1273,9 @@ compare_tids(const void *a, const void *b)
 	return ItemPointerCompare(&((TidAndId *) a)->tid, &((TidAndId *) b)->tid);
 }
 
-/*
- * Delete the rows at rows[i].tid, in the caller's transaction, and check
- * that each row deleted has the id read there (rows must be sorted by
- * tid); rows[i].deleted says which were found.  Returns the number deleted.
- *
- * A row can have left its place since it was read (deleted by hand and its
- * slot reused after a vacuum, or moved by VACUUM FULL); then another row
- * may stand there, and deleting it would lose an event.  So any row whose
- * id differs raises an error, which undoes the whole transaction; the relay
- * starts again and reads its rows afresh (in at-least-once mode their
- * events reach Kafka twice; in exactly-once mode its recovery deletes what
- * the last transaction committed).
- */
+/* delete_at_tids() as a statement, which runs what a DELETE runs */
 static int
-delete_at_tids(TidAndId *rows, int n)
+delete_at_tids_statement(TidAndId *rows, int n)
 {
 	Datum	   *ctids = palloc(sizeof(Datum) * n);
 	Datum		arg;
@@ -1057,6 +1321,98 @@ delete_at_tids(TidAndId *rows, int n)
 }
 
 /*
+ * Delete the rows at rows[i].tid, in the caller's transaction, and check
+ * that each row deleted has the id read there (rows must be sorted by
+ * tid); rows[i].deleted says which were found.  Returns the number deleted.
+ *
+ * A row can have left its place since it was read (deleted by hand and its
+ * slot reused after a vacuum, or moved by VACUUM FULL); then another row
+ * may stand there, and deleting it would lose an event.  So any row whose
+ * id differs raises an error, which undoes the whole transaction; the relay
+ * starts again and reads its rows afresh (in at-least-once mode their
+ * events reach Kafka twice; in exactly-once mode its recovery deletes what
+ * the last transaction committed).
+ *
+ * The rows are deleted in C, as a DELETE by ctid would delete them (a row
+ * the snapshot does not see, or that a concurrent transaction deleted or
+ * updated, is not found), unless a DELETE would do more than that: then
+ * the statement deletes them (see outbox_plain_access()).  A small round's
+ * statement cost more than the rest of its recording.
+ */
+static int
+delete_at_tids(TidAndId *rows, int n)
+{
+	Oid			relid = get_relname_relid("outbox", get_namespace_oid("inbox_outbox", false));
+	Relation	heap;
+	AttrNumber	idatt;
+	TupleTableSlot *slot;
+	Snapshot	snapshot = GetActiveSnapshot();
+	CommandId	cid;
+	BlockNumber nblocks;
+	int			deleted = 0;
+
+	if (!OidIsValid(relid))
+		return delete_at_tids_statement(rows, n);
+	heap = table_open(relid, RowExclusiveLock);
+	idatt = get_attnum(relid, "id");
+	if (!outbox_plain_access(heap, ACL_DELETE) || idatt == InvalidAttrNumber ||
+		TupleDescAttr(RelationGetDescr(heap), idatt - 1)->attlen != sizeof(pg_ulid))
+	{
+		table_close(heap, NoLock);
+		return delete_at_tids_statement(rows, n);
+	}
+	CheckCmdReplicaIdentity(heap, CMD_DELETE);
+
+	cid = GetCurrentCommandId(true);
+	nblocks = RelationGetNumberOfBlocks(heap);
+	slot = table_slot_create(heap, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		TM_FailureData tmfd;
+		TM_Result	result;
+		bool		isnull;
+		Datum		id;
+
+		rows[i].deleted = false;
+
+		/* a place past the table's end (vacuum truncated it) holds no row */
+		if (ItemPointerGetBlockNumber(&rows[i].tid) >= nblocks ||
+			!table_tuple_fetch_row_version(heap, &rows[i].tid, snapshot, slot))
+			continue;
+		id = slot_getattr(slot, idatt, &isnull);
+		if (isnull || memcmp(&rows[i].id, DatumGetPointer(id), sizeof(pg_ulid)) != 0)
+			ereport(ERROR,
+					errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					errmsg("inbox_outbox relay found another row where an acknowledged one was read"),
+					errdetail("The outbox changed under the relay (a row deleted by hand and its place reused, or VACUUM FULL); the round's deletes are undone and its rows are read again."));
+		ExecClearTuple(slot);
+
+		result = table_tuple_delete(heap, &rows[i].tid, cid, snapshot,
+									InvalidSnapshot, true, &tmfd, false);
+		switch (result)
+		{
+			case TM_Ok:
+				rows[i].deleted = true;
+				deleted++;
+				break;
+			case TM_SelfModified:
+			case TM_Updated:
+			case TM_Deleted:
+				/* changed since the snapshot: not at its place any more */
+				break;
+			default:
+				elog(ERROR, "unexpected result %d deleting an outbox row", (int) result);
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, NoLock);
+
+	/* what follows in the transaction sees the deletes, as after a statement */
+	CommandCounterIncrement();
+	return deleted;
+}
+
+/*
  * Delete the outbox rows with these ids that the active snapshot sees, in
  * the caller's transaction; returns how many there were.  Each id is looked
  * up in the primary key with an index scan in C, as fetch_from() does, for
@@ -1081,7 +1437,7 @@ delete_by_ids(const pg_ulid *ids, int n)
 				errhint("Recreate it as it was, a btree index on the column id."));
 
 	rows = palloc(sizeof(TidAndId) * n);
-	scan = begin_key_scan(heap, index);
+	scan = begin_key_scan(heap, index, 1);
 	slot = table_slot_create(heap, NULL);
 	for (int i = 0; i < n; i++)
 	{

@@ -79,8 +79,9 @@ extern void relay_end_work(void);
 typedef bool (*RelayIdFilter) (const pg_ulid *id);
 
 extern int	relay_store_fetch(MemoryContext cxt, const pg_ulid *from,
-							  RelayIdFilter skip, RelayRow **rows_out,
-							  int64 *next_retry_ms, RelayRead *read);
+							  RelayIdFilter skip, int64 max_bytes,
+							  RelayRow **rows_out, int64 *next_retry_ms,
+							  RelayRead *read);
 extern bool relay_store_prepared_exist(void);
 extern bool relay_store_extension_exists(void);
 extern TransactionId relay_store_floor_trigger_version(Oid outbox);
