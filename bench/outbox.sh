@@ -401,6 +401,10 @@ echo "| batch_size, producer | relay events/s | ceiling: DELETE … RETURNING ev
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows2[@]}"
 echo
+echo "rounds, read and delete ms per round: from pg_stat_statements, which sees the relay's statements"
+echo "only (a read from the low end of the outbox, a delete where a DELETE trigger fires); its reads"
+echo "from the read bound and its deletes in C are not counted there."
+echo
 echo "| batch_size, producer | relay drain s | relay CPU s | broker CPU s | rounds | read ms/round | delete ms/round | ms/round | relay peak private memory (RssAnon) MB |"
 echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${diag2[@]}"
