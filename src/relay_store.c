@@ -9,9 +9,15 @@
  * is set, and none of it waits for Kafka: relay.c produces the rows read
  * here with no transaction open and hands back each message's outcome.
  *
- * A round's rows live in a memory context the relay resets every round.
- * A value above inbox_outbox.max_message_bytes is never read: its row can
- * only go to the dead-letter table.  Deletes of acknowledged rows commit in
+ * A round's rows live in its batch's memory context, which the relay frees
+ * once the batch is recorded.  A value above inbox_outbox.max_message_bytes
+ * is never read: its row can only go to the dead-letter table.
+ *
+ * Most rounds are small, and a statement's executor start-up cost more
+ * than the rest of their work: a read from the read bound, the look for
+ * failed rows and the delete of acknowledged rows are done in C, each
+ * only where it does what its statement would (outbox_plain_access()); the
+ * statements remain for the rest.  Deletes of acknowledged rows commit in
  * a transaction of their own before any failure is recorded, and each
  * failure is recorded in a subtransaction of its own, so that nothing about
  * one row can undo the deletes or stop the others.
