@@ -2338,16 +2338,15 @@ relay_exit_if_role_changed(void)
 }
 
 /*
- * Whether to read the outbox now; otherwise *wait_ms is how long to wait
- * for a reason to (-1: none but the latch and the producer), and *gather
- * whether that wait gathers (see below).
+ * Whether to read the outbox now; otherwise *gather_ms is how long to
+ * gather (see below), or -1 if the wait is for the latch and the producer.
  *
  * Reads that a wake-up starts (rather than a read that stopped short, a
  * poll, or a round that left rows behind, which read at once) are
  * inbox_outbox.gather_window apart at least: for that long after a read
  * begins, the relay gathers, sleeping without the latch and without the
- * producer's pipe (see relay_wait()).  Under a steady
- * stream of commits the rows of several then go in one round (one read,
+ * producer's pipe (see relay_wait()).  Under a steady stream of commits
+ * the rows of several then go in one round (one read,
  * one produce request per partition, one delete) instead of a round per
  * commit, whose cost is nearly all per round; and the round costs one
  * wake-up, not one per commit and per delivery report, whose reports are
@@ -2357,12 +2356,12 @@ relay_exit_if_role_changed(void)
  * recorded.
  */
 static bool
-relay_read_now(long *wait_ms, bool *gather)
+relay_read_now(long *gather_ms)
 {
 	int64		since;
 	int64		window = (int64) (*relay_api->gather_window * 1000.0);	/* microseconds */
 
-	*gather = false;
+	*gather_ms = -1;
 	if (relay.held_back && relay.producer != NULL &&
 		kafka_probes_answered(relay.producer) != relay.held_answers)
 	{
@@ -2375,17 +2374,11 @@ relay_read_now(long *wait_ms, bool *gather)
 	if (since >= 0 && since < window)
 	{
 		/* (a clock set back does not gather) */
-		*gather = true;
-		*wait_ms = (window - since + 999) / 1000;
+		*gather_ms = (window - since + 999) / 1000;
 		return false;
 	}
-	if (!relay.woken ||
-		(relay.read_blocked && relay.batches != NULL && !relay.recorded))
-	{
-		*wait_ms = -1;
-		return false;
-	}
-	return true;
+	return relay.woken &&
+		!(relay.read_blocked && relay.batches != NULL && !relay.recorded);
 }
 
 void
@@ -2447,7 +2440,6 @@ inbox_outbox_relay_main(Datum main_arg)
 		int			n;
 		long		timeout;
 		long		gather_ms;
-		bool		gather;
 		long		due_ms;		/* the next poll or retry, from the last read */
 
 		CHECK_FOR_INTERRUPTS();
@@ -2495,7 +2487,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			(void) relay_wait_step(&shutdown_deadline, &fatal);
 			continue;
 		}
-		if (!relay_read_now(&gather_ms, &gather))
+		if (!relay_read_now(&gather_ms))
 		{
 			/*
 			 * Nothing is known to wait that no read has seen, or the read
@@ -2504,7 +2496,7 @@ inbox_outbox_relay_main(Datum main_arg)
 			 */
 			if (relay.batches == NULL)
 				relay_set_state(relay.next_retry_ms >= 0 ? RELAY_BACKING_OFF : RELAY_IDLE);
-			if (!gather)
+			if (gather_ms < 0)
 				relay_api->inbox_prune_paced(&relay.prune, relay_begin_work, relay_end_work);
 			due_ms = *relay_api->poll_interval;
 			if (relay.next_retry_ms >= 0)
@@ -2512,9 +2504,9 @@ inbox_outbox_relay_main(Datum main_arg)
 			timeout = due_ms;
 			if (relay.batches != NULL)
 				timeout = Min(timeout, 100);	/* as relay_wait_step() */
-			if (gather)
+			if (gather_ms >= 0)
 				timeout = Min(timeout, gather_ms);
-			(void) relay_wait(timeout, !gather);
+			(void) relay_wait(timeout, gather_ms < 0);
 			if (TimestampDifferenceExceeds(relay.last_read, GetCurrentTimestamp(), (int) due_ms))
 				relay.read_due = true;
 			kafka_serve(relay.producer);

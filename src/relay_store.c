@@ -80,16 +80,16 @@
 
 /*
  * What the statement that reads a round returns, columns 1 to 11 as
- * relay_store_fetch() takes them: a value larger than $2 (inbox_outbox.max_message_bytes) is
- * not read, only its size, which octet_length() and pg_column_size() take
- * from the value's header.
+ * relay_store_fetch() takes them: a value larger than $2
+ * (inbox_outbox.max_message_bytes) is not read, only its size, which
+ * octet_length() and pg_column_size() take from the value's header.
  */
 #define FETCH_COLUMNS \
 	"SELECT o.ctid, o.id, o.topic," \
 	"       CASE WHEN pg_catalog.octet_length(o.key) OPERATOR(pg_catalog.<=) $2 THEN o.key END," \
 	"       CASE WHEN pg_catalog.octet_length(o.payload) OPERATOR(pg_catalog.<=) $2 THEN o.payload END," \
 	"       CASE WHEN pg_catalog.pg_column_size(o.headers) OPERATOR(pg_catalog.<=) $2" \
-	"            THEN o.headers::pg_catalog.text END," \
+	"            THEN o.headers END," \
 	"       o.created_at, o.attempts," \
 	"       pg_catalog.octet_length(o.key), pg_catalog.octet_length(o.payload)," \
 	"       pg_catalog.pg_column_size(o.headers)" \
@@ -577,9 +577,8 @@ typedef struct FetchedRow
 	bool		key_null;
 	Datum		payload;		/* bytea, likewise */
 	bool		payload_null;
-	Datum		headers;		/* jsonb, or its text (headers_text) */
+	Datum		headers;		/* jsonb, likewise */
 	bool		headers_null;
-	bool		headers_text;
 } FetchedRow;
 
 /* The batch relay_store_fetch() is taking. */
@@ -673,24 +672,12 @@ take_row(FetchState *st, const FetchedRow *f)
 			copy_headers(row, NULL, 0, st->cxt, st->scratch);
 		else
 		{
-			const char *json;
-			size_t		len;
-
 			/* the text and the detoasted value are the scratch's */
-			MemoryContextSwitchTo(st->scratch);
-			if (f->headers_text)
-			{
-				text	   *t = DatumGetTextPP(f->headers);
+			char	   *json;
 
-				json = VARDATA_ANY(t);
-				len = VARSIZE_ANY_EXHDR(t);
-			}
-			else
-			{
-				json = DatumGetCString(DirectFunctionCall1(jsonb_out, f->headers));
-				len = strlen(json);
-			}
-			copy_headers(row, json, len, st->cxt, st->scratch);
+			MemoryContextSwitchTo(st->scratch);
+			json = DatumGetCString(DirectFunctionCall1(jsonb_out, f->headers));
+			copy_headers(row, json, strlen(json), st->cxt, st->scratch);
 		}
 	}
 	MemoryContextSwitchTo(old);
@@ -707,12 +694,14 @@ typedef struct OutboxColumns
 	AttrNumber	headers;
 	AttrNumber	created_at;
 	AttrNumber	attempts;
+	AttrNumber	next_attempt_at;
 } OutboxColumns;
 
 /*
  * Find the outbox's columns in its descriptor, each of the type, and as
  * NOT NULL, as the extension made it (id is the primary key's column, a
- * ulid).  Returns false if one is not.
+ * ulid).  Returns false if one is not.  Cheap enough for every read: the
+ * descriptor is the relcache's.
  */
 static bool
 outbox_columns(Relation heap, AttrNumber id, OutboxColumns *cols)
@@ -730,6 +719,7 @@ outbox_columns(Relation heap, AttrNumber id, OutboxColumns *cols)
 		{"headers", JSONBOID, false, offsetof(OutboxColumns, headers)},
 		{"created_at", TIMESTAMPTZOID, true, offsetof(OutboxColumns, created_at)},
 		{"attempts", INT4OID, true, offsetof(OutboxColumns, attempts)},
+		{"next_attempt_at", TIMESTAMPTZOID, false, offsetof(OutboxColumns, next_attempt_at)},
 	};
 	TupleDesc	desc = RelationGetDescr(heap);
 	Form_pg_attribute att;
@@ -762,10 +752,9 @@ outbox_columns(Relation heap, AttrNumber id, OutboxColumns *cols)
 
 /*
  * Take the outbox rows visible in the active snapshot with an id of at
- * least from, in id order, until st's limits, straight
- * from the primary key's index scan.  Returns -1, having taken nothing, if
- * the outbox's primary key or columns are not what the extension made (the
- * caller then reads with a statement).
+ * least from, in id order, until st's limits, straight from the primary
+ * key's index scan (heap, index and cols as relay_store_fetch() opened and
+ * checked them).
  *
  * This is an index scan in C rather than a statement, because a statement
  * would have to name the ulid >= operator, and a name can be made to
@@ -775,25 +764,13 @@ outbox_columns(Relation heap, AttrNumber id, OutboxColumns *cols)
  * A value's size comes from its header, toasted or not, as octet_length()
  * and pg_column_size() take it; a value too large is never detoasted.
  */
-static int
-fetch_from(const pg_ulid *from, FetchState *st)
+static void
+fetch_from(Relation heap, Relation index, const OutboxColumns *cols,
+		   const pg_ulid *from, FetchState *st)
 {
-	Relation	heap;
-	Relation	index;
-	OutboxColumns cols;
 	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-
-	if (!open_outbox_key(&heap, &index))
-		return -1;
-	if (!outbox_plain_access(heap, ACL_SELECT) ||
-		!outbox_columns(heap, index->rd_index->indkey.values[0], &cols))
-	{
-		index_close(index, AccessShareLock);
-		table_close(heap, AccessShareLock);
-		return -1;
-	}
 
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_UUID_GE,
 				UlidPGetDatum(from));
@@ -805,31 +782,23 @@ fetch_from(const pg_ulid *from, FetchState *st)
 	{
 		FetchedRow	f;
 		bool		isnull;
-		Datum		d;
 
 		f.ctid = slot->tts_tid;
-		memcpy(&f.id, DatumGetPointer(slot_getattr(slot, cols.id, &isnull)),
+		memcpy(&f.id, DatumGetPointer(slot_getattr(slot, cols->id, &isnull)),
 			   sizeof(pg_ulid));
-		f.topic = slot_getattr(slot, cols.topic, &f.topic_null);
-		f.created_at = DatumGetTimestampTz(slot_getattr(slot, cols.created_at, &isnull));
-		f.attempts = DatumGetInt32(slot_getattr(slot, cols.attempts, &isnull));
-		d = slot_getattr(slot, cols.key, &f.key_null);
-		f.key = d;
-		f.key_size = f.key_null ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
-		d = slot_getattr(slot, cols.payload, &f.payload_null);
-		f.payload = d;
-		f.payload_size = f.payload_null ? 0 : toast_raw_datum_size(d) - VARHDRSZ;
-		d = slot_getattr(slot, cols.headers, &f.headers_null);
-		f.headers = d;
-		f.headers_size = f.headers_null ? 0 : toast_datum_size(d);
-		f.headers_text = false;
+		f.topic = slot_getattr(slot, cols->topic, &f.topic_null);
+		f.created_at = DatumGetTimestampTz(slot_getattr(slot, cols->created_at, &isnull));
+		f.attempts = DatumGetInt32(slot_getattr(slot, cols->attempts, &isnull));
+		f.key = slot_getattr(slot, cols->key, &f.key_null);
+		f.key_size = f.key_null ? 0 : toast_raw_datum_size(f.key) - VARHDRSZ;
+		f.payload = slot_getattr(slot, cols->payload, &f.payload_null);
+		f.payload_size = f.payload_null ? 0 : toast_raw_datum_size(f.payload) - VARHDRSZ;
+		f.headers = slot_getattr(slot, cols->headers, &f.headers_null);
+		f.headers_size = f.headers_null ? 0 : toast_datum_size(f.headers);
 		(void) take_row(st, &f);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
-	index_close(index, NoLock);
-	table_close(heap, NoLock);
-	return st->n;
 }
 
 /*
@@ -839,7 +808,7 @@ fetch_from(const pg_ulid *from, FetchState *st)
  * waits for a retry.  Returns NULL (and opens nothing) otherwise.
  */
 static Relation
-open_retry_index(Relation heap)
+open_retry_index(Relation heap, AttrNumber attempts)
 {
 	Oid			indexid = get_relname_relid("outbox_retry", RelationGetNamespace(heap));
 	Relation	index;
@@ -875,7 +844,7 @@ open_retry_index(Relation heap)
 		goto not_ours;
 	var = linitial_node(Var, op->args);
 	cst = lsecond_node(Const, op->args);
-	if (var->varattno != get_attnum(RelationGetRelid(heap), "attempts") ||
+	if (var->varattno != attempts ||
 		var->vartype != INT4OID ||
 		cst->consttype != INT4OID || cst->constisnull ||
 		DatumGetInt32(cst->constvalue) != 0)
@@ -895,59 +864,42 @@ not_ours:
  * Most rounds find none, so this is an index scan in C of outbox_retry,
  * which is empty then, rather than a statement: the statement's executor
  * start alone cost as much as the rest of a small round's read.  Should
- * the index not be what the extension made, the statement answers.
+ * the index not be what the extension made, or heap be NULL (the outbox is
+ * not; see relay_store_fetch()), the statement answers.
  */
 static bool
-any_failed_rows(int64 *next_retry_ms)
+any_failed_rows(Relation heap, const OutboxColumns *cols, int64 *next_retry_ms)
 {
-	Relation	heap;
-	Relation	index;
+	Relation	retry = heap != NULL ? open_retry_index(heap, cols->attempts) : NULL;
 	bool		isnull;
 	Datum		next;
 	int			ret;
 
-	if (open_outbox_key(&heap, &index))
+	if (retry != NULL)
 	{
-		Relation	retry;
-		AttrNumber	attempts_att = get_attnum(RelationGetRelid(heap), "attempts");
-		AttrNumber	next_att = get_attnum(RelationGetRelid(heap), "next_attempt_at");
+		IndexScanDesc scan = begin_key_scan(heap, retry, 0);
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		bool		any = false;
+		bool		any_due_at = false;
+		TimestampTz due_at = 0;
 
-		index_close(index, NoLock);
-		retry = outbox_plain_access(heap, ACL_SELECT) ? open_retry_index(heap) : NULL;
-		if (retry != NULL && next_att != InvalidAttrNumber &&
-			TupleDescAttr(RelationGetDescr(heap), next_att - 1)->atttypid == TIMESTAMPTZOID)
+		index_rescan(scan, NULL, 0, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
-			IndexScanDesc scan = begin_key_scan(heap, retry, 0);
-			TupleTableSlot *slot = table_slot_create(heap, NULL);
-			bool		any = false;
-			bool		any_due_at = false;
-			TimestampTz due_at = 0;
+			Datum		v = slot_getattr(slot, cols->next_attempt_at, &isnull);
 
-			index_rescan(scan, NULL, 0, NULL, 0);
-			while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			any = true;
+			if (!isnull && (!any_due_at || DatumGetTimestampTz(v) < due_at))
 			{
-				Datum		v = slot_getattr(slot, attempts_att, &isnull);
-
-				if (isnull || DatumGetInt32(v) <= 0)
-					continue;	/* (the predicate says it cannot be) */
-				any = true;
-				v = slot_getattr(slot, next_att, &isnull);
-				if (!isnull && (!any_due_at || DatumGetTimestampTz(v) < due_at))
-				{
-					due_at = DatumGetTimestampTz(v);
-					any_due_at = true;
-				}
+				due_at = DatumGetTimestampTz(v);
+				any_due_at = true;
 			}
-			ExecDropSingleTupleTableSlot(slot);
-			index_endscan(scan);
-			index_close(retry, NoLock);
-			table_close(heap, NoLock);
-			*next_retry_ms = any_due_at ? ms_until(due_at) : -1;
-			return any;
 		}
-		if (retry != NULL)
-			index_close(retry, NoLock);
-		table_close(heap, NoLock);
+		ExecDropSingleTupleTableSlot(slot);
+		index_endscan(scan);
+		index_close(retry, NoLock);
+		*next_retry_ms = any_due_at ? ms_until(due_at) : -1;
+		return any;
 	}
 
 	ret = execute_no_seqscan(store.failed_plan, NULL, true);
@@ -1064,12 +1016,27 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayIdFilter skip,
 	int			batch = *relay_api->batch_size;
 	FetchState	st = {0};
 
+	Relation	heap = NULL;
+	Relation	index = NULL;
+	OutboxColumns cols;
+
 	if (store.batch_limit > 0 && batch > store.batch_limit)
 		batch = store.batch_limit;
 	prepare_plans();
+
+	/* in C only what is as the extension made it (see fetch_from()) */
+	if (open_outbox_key(&heap, &index) &&
+		!(outbox_plain_access(heap, ACL_SELECT) &&
+		  outbox_columns(heap, index->rd_index->indkey.values[0], &cols)))
+	{
+		index_close(index, NoLock);
+		table_close(heap, NoLock);
+		heap = index = NULL;
+	}
+
 	memset(read, 0, sizeof(*read));
-	read->failed_rows = any_failed_rows(next_retry_ms);
-	read->from_start = from == NULL || read->failed_rows;
+	read->failed_rows = any_failed_rows(heap, &cols, next_retry_ms);
+	read->from_start = from == NULL || read->failed_rows || heap == NULL;
 
 	st.cxt = cxt;
 	if (store.scratch == NULL)
@@ -1083,8 +1050,13 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayIdFilter skip,
 	st.capacity = Min(batch, 64);
 	st.rows = MemoryContextAllocZero(cxt, sizeof(RelayRow) * st.capacity);
 
-	if (!read->from_start && fetch_from(from, &st) < 0)
-		read->from_start = true;	/* the outbox was changed by hand */
+	if (!read->from_start)
+		fetch_from(heap, index, &cols, from, &st);
+	if (heap != NULL)
+	{
+		index_close(index, NoLock);
+		table_close(heap, NoLock);
+	}
 	if (read->from_start)
 	{
 		Datum		args[2];
@@ -1113,7 +1085,6 @@ relay_store_fetch(MemoryContext cxt, const pg_ulid *from, RelayIdFilter skip,
 				f.key = SPI_getbinval(tup, desc, 4, &f.key_null);
 				f.payload = SPI_getbinval(tup, desc, 5, &f.payload_null);
 				f.headers = SPI_getbinval(tup, desc, 6, &f.headers_null);
-				f.headers_text = true;
 				f.created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7, &isnull));
 				f.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
 				f.key_size = size_of(tup, desc, 9);
