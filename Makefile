@@ -22,6 +22,9 @@ OBJS = \
 	src/log_redact.o \
 	src/launcher.o \
 	src/inbox.o \
+	src/ingest_admin.o \
+	src/ingest_handler.o \
+	src/ingest_status.o \
 	src/outbox.o \
 	src/outbox_floor.o \
 	src/outbox_identity.o \
@@ -41,6 +44,7 @@ OBJS = \
 # src/relay_api.c hands it.
 RELAY_LIB = inbox_outbox_relay$(DLSUFFIX)
 RELAY_OBJS = src/relay.o src/relay_store.o src/relay_progress.o \
+	src/ingest.o src/ingest_store.o src/kafka_consumer.o \
 	src/relay_faults.o src/progress_record.o src/kafka.o src/kafka_client.o \
 	src/kafka_headers.o src/kafka_topic.o $(COMMON_OBJS)
 
@@ -55,7 +59,7 @@ DATA = $(wildcard inbox_outbox--*.sql)
 # Each file starts from the extension as --load-extension creates it and
 # leaves it so (test/regress_alone.sh runs each file on its own).
 REGRESS = extension_versions ulid_io ulid_ops ulid_gen ulid_schema \
-	outbox_publish inbox privileges saved_plans outbox_copies client_params
+	outbox_publish inbox privileges saved_plans outbox_copies client_params ingest
 REGRESS_OPTS = \
 	--temp-instance=$(CURDIR)/tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf \

@@ -852,6 +852,196 @@ COMMENT ON TABLE inbox_outbox.relay_progress IS
 	'exactly-once mode: the relay''s transactional id, its progress topic and the last progress record whose events are deleted';
 
 --
+-- Ingestion (docs/ingest.md): subscriptions that consume Kafka topics into
+-- this database through a handler.  A worker per subscription (and per
+-- inbox_outbox.subscribe(workers => n)) claims each event in the inbox under
+-- the subscription's name, calls the handler as the subscription's owner,
+-- and moves the partition's next offset, all in one transaction per batch,
+-- so that the offsets here always match the handler's committed effects.
+-- The functions are in src/ingest_admin.c, the worker in src/ingest.c.
+-- Only those functions write these tables; they are not granted to anyone.
+--
+
+CREATE TABLE inbox_outbox.subscription (
+	name			text PRIMARY KEY,
+	owner			regrole NOT NULL,
+	topics			text[] NOT NULL,
+	handler			regprocedure NOT NULL,
+	start_from		text NOT NULL,
+	event_id		text NOT NULL,
+	batch_size		integer NOT NULL,
+	max_attempts	integer NOT NULL,
+	on_gap			text NOT NULL,
+	workers			integer NOT NULL,
+	enabled			boolean NOT NULL DEFAULT true,
+	created_at		timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+COMMENT ON TABLE inbox_outbox.subscription IS
+	'Kafka topics consumed into this database; change with subscribe(), unsubscribe(), subscription_pause() and subscription_resume()';
+
+-- The next offset to read of every partition a subscription has read or
+-- was told to start from.  high_watermark is Kafka's, as the worker saw it
+-- at the partition's last commit (for the lag in ingest_status).
+CREATE TABLE inbox_outbox.subscription_offset (
+	subscription	text NOT NULL,
+	topic			text NOT NULL,
+	partition		integer NOT NULL,
+	next_offset		bigint NOT NULL,
+	high_watermark	bigint,
+	updated_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (subscription, topic, partition)
+);
+
+COMMENT ON TABLE inbox_outbox.subscription_offset IS
+	'the next Kafka offset each subscription reads, per partition; moved in the transaction of the handler''s effects';
+
+CREATE TABLE inbox_outbox.ingest_dead_letter (
+	id				@extschema@.ulid PRIMARY KEY DEFAULT @extschema@.gen_ulid(),
+	subscription	text NOT NULL,
+	topic			text NOT NULL,
+	partition		integer NOT NULL,
+	"offset"		bigint NOT NULL,
+	key				bytea,
+	payload			bytea,
+	headers			jsonb,
+	ts				timestamptz,
+	attempts		integer NOT NULL,
+	sqlstate		text NOT NULL,
+	error			text NOT NULL,
+	failed_at		timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+COMMENT ON TABLE inbox_outbox.ingest_dead_letter IS
+	'messages the handler failed on inbox_outbox.subscription.max_attempts times; ingest_redrive() or ingest_discard()';
+
+CREATE INDEX ingest_dead_letter_partition
+	ON inbox_outbox.ingest_dead_letter (subscription, topic, partition);
+
+-- Offsets Kafka no longer had when a subscription asked for them: the
+-- messages in [from_offset, to_offset) were never read.
+CREATE TABLE inbox_outbox.ingest_gap (
+	subscription	text NOT NULL,
+	topic			text NOT NULL,
+	partition		integer NOT NULL,
+	from_offset		bigint NOT NULL,
+	to_offset		bigint,
+	action			text NOT NULL,
+	detected_at		timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (subscription, topic, partition, from_offset)
+);
+
+COMMENT ON TABLE inbox_outbox.ingest_gap IS
+	'retention gaps a subscription met, and what it did (on_gap)';
+
+-- Subscriptions, their offsets and dead letters are data: pg_dump keeps
+-- them.  A restored copy does not consume until adopt_outbox() says it is
+-- the database (see database_identity).
+SELECT pg_catalog.pg_extension_config_dump('inbox_outbox.subscription', '');
+SELECT pg_catalog.pg_extension_config_dump('inbox_outbox.subscription_offset', '');
+SELECT pg_catalog.pg_extension_config_dump('inbox_outbox.ingest_dead_letter', '');
+SELECT pg_catalog.pg_extension_config_dump('inbox_outbox.ingest_gap', '');
+
+CREATE FUNCTION @extschema@.subscribe(name text, topics text[], handler regprocedure,
+									  start_from text DEFAULT 'earliest',
+									  event_id text DEFAULT 'header:event_id',
+									  batch_size integer DEFAULT 500,
+									  max_attempts integer DEFAULT 5,
+									  on_gap text DEFAULT 'stop',
+									  workers integer DEFAULT 1)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'ingest_subscribe'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.subscribe(text, text[], regprocedure, text, text, integer, integer, text, integer) IS
+	'consume Kafka topics into this database through a handler run as the calling role; starts at commit';
+
+CREATE FUNCTION @extschema@.unsubscribe(name text) RETURNS void
+	AS 'MODULE_PATHNAME', 'ingest_unsubscribe'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.unsubscribe(text) IS
+	'stop a subscription for good and forget its offsets (its dead letters stay)';
+
+CREATE FUNCTION @extschema@.subscription_pause(name text) RETURNS void
+	AS 'MODULE_PATHNAME', 'ingest_pause'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.subscription_resume(name text) RETURNS void
+	AS 'MODULE_PATHNAME', 'ingest_resume'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.subscription_pause(text) IS
+	'stop consuming at commit; the offsets stay';
+COMMENT ON FUNCTION @extschema@.subscription_resume(text) IS
+	'consume again from the stored offsets';
+
+CREATE FUNCTION @extschema@.subscription_seek(name text, topic text, partition integer,
+											  next_offset bigint)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'ingest_seek'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.subscription_seek(text, text, integer, bigint) IS
+	'set the next offset a subscription reads in one partition; takes effect at commit';
+
+CREATE FUNCTION @extschema@.ingest_redrive(ids @extschema@.ulid[] DEFAULT NULL)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'ingest_redrive'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.ingest_discard(ids @extschema@.ulid[])
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'ingest_discard'
+	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.ingest_redrive(@extschema@.ulid[]) IS
+	'run the handler again for dead letters (all of the caller''s when NULL), in the calling transaction, as each subscription''s owner';
+COMMENT ON FUNCTION @extschema@.ingest_discard(@extschema@.ulid[]) IS
+	'delete dead letters of subscriptions the caller owns';
+
+CREATE FUNCTION inbox_outbox.ingest_workers(
+	OUT subscription text, OUT worker integer, OUT pid integer, OUT state text,
+	OUT consumed bigint, OUT duplicates bigint, OUT dead_lettered bigint,
+	OUT last_commit_at timestamptz, OUT last_error text, OUT last_error_at timestamptz)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'ingest_workers'
+	LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+CREATE VIEW inbox_outbox.ingest_status AS
+SELECT s.name AS subscription,
+	   o.topic,
+	   o.partition,
+	   o.next_offset,
+	   o.high_watermark,
+	   pg_catalog.int8larger(o.high_watermark OPERATOR(pg_catalog.-) o.next_offset, 0) AS lag,
+	   CASE WHEN NOT s.enabled THEN 'paused'
+			WHEN EXISTS (SELECT FROM inbox_outbox.ingest_gap g
+						 WHERE g.subscription OPERATOR(pg_catalog.=) s.name
+						   AND g.topic OPERATOR(pg_catalog.=) o.topic
+						   AND g.partition OPERATOR(pg_catalog.=) o.partition
+						   AND g.action OPERATOR(pg_catalog.=) 'stopped')
+			THEN 'stopped: gap'
+			ELSE COALESCE(w.state, 'stopped') END AS state,
+	   w.pid,
+	   o.updated_at AS last_commit_at,
+	   (SELECT pg_catalog.count(*) FROM inbox_outbox.ingest_dead_letter d
+		WHERE d.subscription OPERATOR(pg_catalog.=) s.name
+		  AND d.topic OPERATOR(pg_catalog.=) o.topic
+		  AND d.partition OPERATOR(pg_catalog.=) o.partition) AS dead_letters,
+	   w.last_error,
+	   w.last_error_at
+FROM inbox_outbox.subscription s
+	 JOIN inbox_outbox.subscription_offset o
+	   ON o.subscription OPERATOR(pg_catalog.=) s.name
+	 LEFT JOIN inbox_outbox.ingest_workers() w
+	   ON w.subscription OPERATOR(pg_catalog.=) s.name
+	  AND w.worker OPERATOR(pg_catalog.=) (o.partition OPERATOR(pg_catalog.%) s.workers);
+
+COMMENT ON VIEW inbox_outbox.ingest_status IS
+	'every partition of every subscription: next offset, lag as of its last commit, the state and pid of its worker, dead letters';
+
+--
 -- What each kind of role needs, in one place: the grant and revoke
 -- functions below read these lists, and docs/security.md prints them.
 -- Objects are held by OID (a regclass or regprocedure constant is resolved
@@ -898,14 +1088,25 @@ BEGIN ATOMIC
 		(29, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_topic(text)'::regprocedure::text),
 		(30, 'relay', 'EXECUTE', 'FUNCTION', 'inbox_outbox.valid_headers(jsonb)'::regprocedure::text),
 		(31, 'relay', 'SELECT, INSERT', 'TABLE', 'inbox_outbox.database_identity'::regclass::text),
-		(32, 'relay', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE', 'inbox_outbox.relay_progress'::regclass::text)
+		(32, 'relay', 'SELECT, INSERT, UPDATE, DELETE', 'TABLE', 'inbox_outbox.relay_progress'::regclass::text),
+		(33, 'monitor', 'SELECT', 'TABLE', 'inbox_outbox.ingest_status'::regclass::text),
+		(34, 'monitor', 'EXECUTE', 'FUNCTION', 'inbox_outbox.ingest_workers()'::regprocedure::text),
+		(35, 'subscriber', 'USAGE', 'SCHEMA', '@extschema@'::regnamespace::text),
+		(36, 'subscriber', 'USAGE', 'SCHEMA', 'inbox_outbox'::regnamespace::text),
+		(37, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.subscribe(text, text[], regprocedure, text, text, integer, integer, text, integer)'::regprocedure::text),
+		(38, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.unsubscribe(text)'::regprocedure::text),
+		(39, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.subscription_pause(text)'::regprocedure::text),
+		(40, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.subscription_resume(text)'::regprocedure::text),
+		(41, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.subscription_seek(text, text, integer, bigint)'::regprocedure::text),
+		(42, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.ingest_redrive(@extschema@.ulid[])'::regprocedure::text),
+		(43, 'subscriber', 'EXECUTE', 'FUNCTION', '@extschema@.ingest_discard(@extschema@.ulid[])'::regprocedure::text)
 	) AS p(n, kind, privilege, objtype, name)
 	WHERE p.kind OPERATOR(pg_catalog.=) role_privileges.kind
 	ORDER BY p.n;
 END;
 
 COMMENT ON FUNCTION inbox_outbox.role_privileges(text) IS
-	'the privileges that grant_publisher, grant_consumer, grant_monitor and grant_relay hand out';
+	'the privileges that grant_publisher, grant_consumer, grant_monitor, grant_relay and grant_subscriber hand out';
 
 -- Grant or revoke one kind's privileges.  A revoke leaves the two schemas
 -- alone (the role may still need them for objects of its own), and gives
@@ -933,7 +1134,7 @@ BEGIN
 	IF NOT found_kind THEN
 		RAISE EXCEPTION 'unknown kind of role "%"', kind
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'The kinds are publisher, consumer, monitor and relay.';
+				  HINT = 'The kinds are publisher, consumer, monitor, relay and subscriber.';
 	END IF;
 	IF grant_them THEN
 		RETURN;
@@ -991,6 +1192,20 @@ CREATE FUNCTION inbox_outbox.revoke_relay(role regrole) RETURNS void
 	SET search_path = pg_catalog, pg_temp
 	RETURN inbox_outbox.change_privileges(false, 'relay', role);
 
+CREATE FUNCTION inbox_outbox.grant_subscriber(role regrole) RETURNS void
+	LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN inbox_outbox.change_privileges(true, 'subscriber', role);
+CREATE FUNCTION inbox_outbox.revoke_subscriber(role regrole) RETURNS void
+	LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	RETURN inbox_outbox.change_privileges(false, 'subscriber', role);
+
+COMMENT ON FUNCTION inbox_outbox.grant_subscriber(regrole) IS
+	'let a role create subscriptions (their handlers run as that role) and manage its own';
+COMMENT ON FUNCTION inbox_outbox.revoke_subscriber(regrole) IS
+	'take back what grant_subscriber gave (schema usage stays; its subscriptions keep running)';
+
 COMMENT ON FUNCTION inbox_outbox.grant_publisher(regrole) IS
 	'let a role call outbox_publish() and insert into inbox_outbox.outbox';
 COMMENT ON FUNCTION inbox_outbox.grant_consumer(regrole) IS
@@ -1017,6 +1232,8 @@ REVOKE ALL ON FUNCTION inbox_outbox.grant_monitor(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.revoke_monitor(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.grant_relay(regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.revoke_relay(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION inbox_outbox.grant_subscriber(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION inbox_outbox.revoke_subscriber(regrole) FROM PUBLIC;
 
 --
 -- Least privilege.  PUBLIC keeps the ulid type, its operators and its
@@ -1034,6 +1251,14 @@ REVOKE ALL ON FUNCTION @extschema@.inbox_try_claim(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.inbox_try_claim(@extschema@.ulid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.inbox_try_claim(uuid, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.inbox_prune(interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.subscribe(text, text[], regprocedure, text, text, integer, integer, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.unsubscribe(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.subscription_pause(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.subscription_resume(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.subscription_seek(text, text, integer, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ingest_redrive(@extschema@.ulid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.ingest_discard(@extschema@.ulid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION inbox_outbox.ingest_workers() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION inbox_outbox.valid_topic(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION inbox_outbox.valid_headers(jsonb) FROM PUBLIC;

@@ -85,7 +85,7 @@ RESET ROLE;
 
 -- What each kind gets, as docs/security.md lists it.
 SELECT kind, r.privilege, r.object
-FROM (VALUES ('publisher'), ('consumer'), ('monitor'), ('relay')) k(kind),
+FROM (VALUES ('publisher'), ('consumer'), ('monitor'), ('relay'), ('subscriber')) k(kind),
 	 inbox_outbox.role_privileges(k.kind) r;
 
 -- A publisher publishes, by function and by INSERT (RETURNING id, as ORMs

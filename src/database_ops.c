@@ -202,8 +202,9 @@ hold_database(Oid dbid)
 }
 
 /*
- * Tell the relay of dbid, if one runs, to stop, and wait until it has left
- * its slot or RELAY_LEAVE_TIMEOUT has passed.
+ * Tell the relay of dbid, if one runs, and its ingestion workers to stop,
+ * and wait until they have left their slots or RELAY_LEAVE_TIMEOUT has
+ * passed.
  */
 static void
 wait_for_relay_to_leave(Oid dbid)
@@ -217,15 +218,27 @@ wait_for_relay_to_leave(Oid dbid)
 		RelaySlot  *slot;
 		pid_t		relay = 0;
 
+		pid_t		ingest[INGEST_MAX_WORKERS];
+		int			ningest = 0;
+
 		LWLockAcquire(inbox_outbox_shared->lock, LW_SHARED);
 		slot = relay_slot_find(dbid);
 		if (slot != NULL)
 			relay = slot->pid;
+		for (int i = 0; i < INGEST_MAX_WORKERS; i++)
+		{
+			if (inbox_outbox_shared->ingest[i].dbid == dbid &&
+				inbox_outbox_shared->ingest[i].pid != 0)
+				ingest[ningest++] = inbox_outbox_shared->ingest[i].pid;
+		}
 		LWLockRelease(inbox_outbox_shared->lock);
 
-		if (relay == 0)
+		/* ingestion workers keep nothing in flight: they stop at once */
+		for (int i = 0; i < ningest; i++)
+			(void) kill(ingest[i], SIGTERM);
+		if (relay == 0 && ningest == 0)
 			return;
-		if (relay != signalled)
+		if (relay != 0 && relay != signalled)
 		{
 			/* a relay that has just exited is no error */
 			(void) kill(relay, SIGTERM);
@@ -235,7 +248,7 @@ wait_for_relay_to_leave(Oid dbid)
 		{
 			ereport(LOG,
 					errmsg("inbox_outbox relay with PID %d did not leave database %u within %d ms",
-						   (int) relay, dbid, RELAY_LEAVE_TIMEOUT));
+						   (int) (relay ? relay : ingest[0]), dbid, RELAY_LEAVE_TIMEOUT));
 			return;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

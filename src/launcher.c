@@ -2,7 +2,8 @@
  *
  * launcher.c
  *	  The launcher: a static background worker that keeps one relay running
- *	  for every database in which the extension is installed.
+ *	  for every database in which the extension is installed, and the
+ *	  ingestion workers of its subscriptions.
  *
  * The launcher connects to no database, so it can only read shared
  * catalogs: it lists the databases that accept connections (optionally
@@ -23,6 +24,14 @@
  * is killed outright takes the whole server through crash recovery, as any
  * backend would; the launcher is restarted by the postmaster and starts
  * the relays again.
+ *
+ * Ingestion workers: the launcher cannot read a database's subscriptions,
+ * so it starts a worker for every slot in shared memory that is wanted and
+ * has none (ingest_admin.c fills the slots when a subscription's change
+ * commits, and the relay when it starts), and frees the slots that are no
+ * longer wanted once their worker has left.  A worker that stopped for good
+ * (its handler is unusable, a retention gap) is not started again until
+ * its subscription changes.
  *
  *-------------------------------------------------------------------------
  */
@@ -71,6 +80,9 @@ typedef struct LauncherEntry
 } LauncherEntry;
 
 static LauncherEntry entries[RELAY_MAX_DATABASES];
+
+/* ... and of an ingestion worker's slot. */
+static LauncherEntry ingest_entries[INGEST_MAX_WORKERS];
 
 typedef struct ListedDatabase
 {
@@ -252,6 +264,102 @@ start_relay(int i, Oid dbid)
 		return false;
 	}
 	return true;
+}
+
+static bool
+start_ingest(int i)
+{
+	BackgroundWorker worker;
+	IngestSlot *slot = &inbox_outbox_shared->ingest[i];
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "inbox_outbox_relay", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "inbox_outbox_ingest_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "inbox_outbox ingest %s/%d",
+			 slot->subscription, slot->worker);
+	strlcpy(worker.bgw_type, "inbox_outbox ingest", BGW_MAXLEN);
+	worker.bgw_main_arg = Int32GetDatum(i);
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &ingest_entries[i].handle))
+	{
+		ingest_entries[i].handle = NULL;
+		ingest_entries[i].restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																   RELAY_RESTART_DELAY);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Start the ingestion workers that are wanted and not running (again after
+ * RELAY_RESTART_DELAY if one exited, never while one stopped for good and
+ * its subscription did not change since), and free the slots of those no
+ * longer wanted once their worker is gone.  The caller holds the lock.
+ * Returns how long to sleep at most.
+ */
+static long
+launcher_ingest_pass(TimestampTz now)
+{
+	long		nap = LAUNCHER_NAP;
+
+	for (int i = 0; i < INGEST_MAX_WORKERS; i++)
+	{
+		IngestSlot *slot = &inbox_outbox_shared->ingest[i];
+		LauncherEntry *e = &ingest_entries[i];
+
+		if (slot->dbid == InvalidOid)
+			continue;
+		if (e->handle != NULL)
+		{
+			pid_t		pid;
+
+			if (GetBackgroundWorkerPid(e->handle, &pid) != BGWH_STOPPED)
+				continue;
+			pfree(e->handle);
+			e->handle = NULL;
+			e->restart_at = TimestampTzPlusMilliseconds(now, RELAY_RESTART_DELAY);
+		}
+		if (!slot->wanted)
+		{
+			/* a worker an earlier launcher started leaves by itself */
+			if (slot->pid == 0)
+			{
+				memset(slot, 0, sizeof(IngestSlot));
+				memset(e, 0, sizeof(LauncherEntry));
+			}
+			else
+				nap = Min(nap, 100);
+			continue;
+		}
+		if (slot->pid != 0)
+			continue;
+		if (slot->stopped && slot->stopped_generation == slot->generation)
+			continue;
+		/* only where a relay may run (inbox_outbox.databases, connections) */
+		if (relay_slot_find(slot->dbid) == NULL)
+			continue;
+		if (e->restart_at > now)
+		{
+			nap = Min(nap, Max((long) ((e->restart_at - now) / 1000), 10));
+			continue;
+		}
+		if (database_op_holds(slot->dbid))
+		{
+			nap = Min(nap, HOLD_RECHECK);
+			continue;
+		}
+		slot->stopped = false;
+		if (!start_ingest(i))
+		{
+			slot->state = INGEST_NO_WORKER;
+			nap = Min(nap, RELAY_RESTART_DELAY);
+		}
+	}
+	return nap;
 }
 
 static AbsentDatabase *
@@ -481,6 +589,7 @@ launcher_pass(void)
 		}
 		memset(slot, 0, sizeof(RelaySlot));
 	}
+	nap = Min(nap, launcher_ingest_pass(now));
 	LWLockRelease(inbox_outbox_shared->lock);
 
 	list_free_deep(databases);

@@ -123,7 +123,6 @@ PG_MODULE_MAGIC;
 
 PGDLLEXPORT void inbox_outbox_relay_main(Datum main_arg);
 
-static void relay_api_take(void);
 static bool producer_settings_changed(void);
 static bool producer_settings_accepted(void);
 static bool relay_mode_changed(void);
@@ -2299,7 +2298,7 @@ relay_claim(void)
  * version installed over a running server comes here with the main library
  * of the old one still loaded.
  */
-static void
+void
 relay_api_take(void)
 {
 	const InboxOutboxRelayApi *api;
@@ -2414,6 +2413,12 @@ inbox_outbox_relay_main(Datum main_arg)
 	relay_faults_attach();
 
 	relay_claim();
+
+	/* after a server restart, start this database's ingestion workers */
+	relay_begin_work("inbox_outbox relay: starting the subscriptions");
+	relay_api->ingest_slots_sync();
+	relay_end_work();
+
 	relay_become_role();
 	relay_floor_start();
 	ereport(LOG,

@@ -17,6 +17,8 @@
 
 #include "database_ops.h"
 #include "inbox_outbox.h"
+#include "ingest_admin.h"
+#include "ingest_handler.h"
 #include "outbox_floor.h"
 #include "outbox_identity.h"
 #include "relay_api.h"
@@ -61,6 +63,10 @@ static const InboxOutboxRelayApi api = {
 	.standby_wait_round = standby_wait_round,
 
 	.inbox_prune_paced = inbox_prune_paced,
+	.ingest_slots_sync = ingest_slots_sync,
+	.ingest_handler_usable = ingest_handler_usable,
+	.ingest_handler_call = ingest_handler_call,
+	.launcher_wake = launcher_wake,
 };
 
 /*

@@ -28,11 +28,12 @@
 #define INBOX_OUTBOX_RELAY_API_H
 
 #include "inbox_outbox.h"
+#include "ingest_handler.h"
 #include "shared_state.h"
 #include "ulid.h"
 
 #define INBOX_OUTBOX_RELAY_API_RENDEZVOUS	"inbox_outbox_relay_api"
-#define INBOX_OUTBOX_RELAY_API_VERSION		3
+#define INBOX_OUTBOX_RELAY_API_VERSION		4
 
 typedef struct InboxOutboxRelayApi
 {
@@ -84,12 +85,24 @@ typedef struct InboxOutboxRelayApi
 	void		(*inbox_prune_paced) (InboxPrunePass *pass,
 									  void (*begin) (const char *activity),
 									  void (*end) (void));
+
+	/* ingestion (ingest_admin.c, ingest_handler.c) */
+	void		(*ingest_slots_sync) (void);
+	bool		(*ingest_handler_usable) (Oid handler, Oid owner,
+										  IngestHandlerProblem *problem);
+	void		(*ingest_handler_call) (FmgrInfo *flinfo, Oid owner,
+										const Datum *args, const bool *nulls);
+	void		(*launcher_wake) (bool extension_changed);
 } InboxOutboxRelayApi;
 
 /* main library: publish the table (from _PG_init) */
 extern void relay_api_publish(void);
 
-/* relay library: the table, taken when the relay starts (relay.c) */
+/*
+ * relay library: the table, taken when the relay or an ingestion worker
+ * starts (relay_api_take(), relay.c)
+ */
 extern const InboxOutboxRelayApi *relay_api;
+extern void relay_api_take(void);
 
 #endif							/* INBOX_OUTBOX_RELAY_API_H */

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * shared_state.h
- *	  The extension's shared memory: the ulid generator's last value and one
- *	  slot per database whose relay is running or was started.
+ *	  The extension's shared memory: the ulid generator's last value, one
+ *	  slot per database whose relay is running or was started, and one per
+ *	  ingestion worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -98,6 +99,48 @@ typedef struct InboxConsumerStats
 	pg_atomic_uint64 duplicates;
 } InboxConsumerStats;
 
+/*
+ * Ingestion workers (ingest_admin.c starts and stops them at commit, the
+ * launcher runs them, ingest.c is the worker).  A slot is one worker of one
+ * subscription: a subscription with workers => n has n slots, numbered
+ * 0 .. n - 1, and worker w consumes the partitions p with p % n = w.
+ */
+#define INGEST_MAX_WORKERS		32
+#define INGEST_NAME_MAXLEN		63	/* also the inbox consumer's limit */
+
+typedef enum IngestState
+{
+	INGEST_STARTING = 0,
+	INGEST_IDLE,
+	INGEST_CONSUMING,
+	INGEST_RETRYING,			/* a batch or a message waits for a retry */
+	INGEST_BROKER_UNREACHABLE,
+	INGEST_PAUSED_COPY,			/* a copy of another database */
+	INGEST_STOPPED_ERROR,		/* the handler is missing or not permitted */
+	INGEST_STOPPED_GAP,			/* a retention gap, on_gap = 'stop' */
+	INGEST_NO_WORKER			/* the launcher found no free worker */
+} IngestState;
+
+typedef struct IngestSlot
+{
+	Oid			dbid;			/* InvalidOid: free */
+	char		subscription[INGEST_NAME_MAXLEN + 1];
+	int			worker;
+	bool		wanted;			/* false: the worker leaves, the slot is freed */
+	uint32		generation;		/* bumped by every change of the subscription */
+	bool		stopped;		/* stopped for good at stopped_generation */
+	uint32		stopped_generation;
+	pid_t		pid;			/* 0 when no worker runs */
+	Latch	   *latch;
+	IngestState state;
+	uint64		consumed;
+	uint64		duplicates;
+	uint64		dead_lettered;
+	TimestampTz last_commit_at;
+	TimestampTz last_error_at;
+	char		last_error[RELAY_ERROR_LEN];
+} IngestSlot;
+
 typedef struct InboxOutboxShared
 {
 	UlidGeneratorState ulid;
@@ -110,6 +153,8 @@ typedef struct InboxOutboxShared
 	int			nstarved;		/* databases the last launcher pass left out */
 	StarvedDatabase starved[RELAY_MAX_DATABASES];
 	DatabaseHold holds[DATABASE_MAX_HOLDS];
+
+	IngestSlot	ingest[INGEST_MAX_WORKERS];
 
 	int			nconsumers;		/* used entries of consumers[] */
 	InboxConsumerStats consumers[INBOX_MAX_CONSUMERS];

@@ -66,10 +66,11 @@ my @exported = sort keys %{ symbols($main, '-D', '--defined-only') };
 is_deeply(\@exported, \@expected,
 	'inbox_outbox.so exports exactly what PostgreSQL looks up');
 
-# 3. The relay library exports its magic block and entry point only.
+# 3. The relay library exports its magic block and the entry points of the
+# relay and of the ingestion worker only.
 @exported = sort keys %{ symbols($relay, '-D', '--defined-only') };
-is_deeply(\@exported, [ 'Pg_magic_func', 'inbox_outbox_relay_main' ],
-	'inbox_outbox_relay.so exports its magic block and entry point only');
+is_deeply(\@exported, [ 'Pg_magic_func', 'inbox_outbox_ingest_main', 'inbox_outbox_relay_main' ],
+	'inbox_outbox_relay.so exports its magic block and entry points only');
 
 $node->stop;
 done_testing();

@@ -1,0 +1,14 @@
+/*-------------------------------------------------------------------------
+ *
+ * ingest_admin.h
+ *	  Subscriptions' functions and their workers' slots (ingest_admin.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INBOX_OUTBOX_INGEST_ADMIN_H
+#define INBOX_OUTBOX_INGEST_ADMIN_H
+
+/* Ask for the slots of this database's enabled subscriptions. */
+extern void ingest_slots_sync(void);
+
+#endif							/* INBOX_OUTBOX_INGEST_ADMIN_H */

@@ -1,0 +1,256 @@
+# Ingestion, Kafka -> PostgreSQL: a subscription consumes a topic through a
+# handler that records every message's (topic, partition, offset) in a table
+# without a unique key, so that an effect applied twice would show.  The
+# relay of the same database publishes the events (with their event_id
+# header).  Checked: every message's effect exists exactly once and in
+# partition order, through kill -9 of the worker mid-stream (several times),
+# an immediate server stop, pause and resume, a seek backwards (the inbox
+# absorbs the replays), and the handler runs as the subscription's owner.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use InboxOutbox::Kafka;
+use InboxOutbox::Relay;
+
+my $kafka = InboxOutbox::Kafka->new(name => 'ingest');
+$kafka->create_topic('orders', 3);
+
+my $node = relay_node('ingest', $kafka->bootstrap, conf => "restart_after_crash = on\n");
+
+# The owner of the subscription: an ordinary role without LOGIN.
+$node->safe_psql('postgres', q{
+	CREATE ROLE ingester NOLOGIN;
+	SELECT inbox_outbox.grant_subscriber('ingester');
+	SELECT inbox_outbox.grant_publisher('ingester');
+	CREATE TABLE effects (topic text, partition int, "offset" bigint, event_id text,
+	                      payload text, run_as name, seq bigserial);
+	GRANT INSERT ON effects TO ingester;
+	GRANT USAGE ON SEQUENCE effects_seq_seq TO ingester;
+	CREATE FUNCTION apply_order(topic text, partition int, "offset" bigint, key bytea,
+	                            payload bytea, headers jsonb, ts timestamptz)
+	RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		IF convert_from(payload, 'UTF8')::jsonb ->> 'poison' = 'yes' THEN
+			RAISE EXCEPTION 'poison message at offset %', "offset";
+		END IF;
+		-- slow enough that a kill -9 meets a batch in flight
+		PERFORM pg_sleep(0.0005);
+		INSERT INTO public.effects (topic, partition, "offset", event_id, payload, run_as)
+		VALUES (topic, partition, "offset", headers ->> 'event_id',
+		        convert_from(payload, 'UTF8'), current_user);
+	END $$;
+	ALTER FUNCTION apply_order OWNER TO ingester;
+});
+
+# A superuser may not own a subscription.
+my ($ret, $out, $err) = $node->psql('postgres',
+	q{SELECT subscribe('billing', ARRAY['orders'], 'apply_order(text, int, bigint, bytea, bytea, jsonb, timestamptz)')});
+like($err, qr/a subscription cannot belong to a superuser/, 'a superuser cannot subscribe');
+
+# Publish a first lot before subscribing: start_from => 'earliest' reads it.
+sub publish
+{
+	my ($from, $to) = @_;
+	$node->safe_psql('postgres', qq{
+		SELECT outbox_publish('orders', 'order-' || (g % 50),
+		                      jsonb_build_object('n', g))
+		FROM generate_series($from, $to) g;
+	});
+}
+publish(1, 2000);
+wait_outbox_empty($node, 'postgres', 'relay published the first lot');
+
+$node->safe_psql('postgres', q{
+	SET ROLE ingester;
+	SELECT subscribe('billing', ARRAY['orders'],
+	                 'apply_order(text, int, bigint, bytea, bytea, jsonb, timestamptz)',
+	                 batch_size => 200);
+});
+
+sub wait_effects
+{
+	my ($n, $what) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) >= $n FROM effects", 't')
+	  or die "timed out waiting for $what: "
+	  . $node->safe_psql('postgres', 'SELECT count(*) FROM effects') . "\n"
+	  . $node->safe_psql('postgres', 'SELECT * FROM inbox_outbox.ingest_status');
+}
+
+# Every message once, and each partition in offset order.
+sub check_exactly_once
+{
+	my ($n, $what) = @_;
+	is( $node->safe_psql('postgres', q{
+			SELECT count(*), count(DISTINCT (topic, partition, "offset")),
+			       count(DISTINCT event_id) FROM effects}),
+		"$n|$n|$n", "$what: $n effects, each message once");
+	is( $node->safe_psql('postgres', q{
+			SELECT count(*) FROM (
+				SELECT "offset" < lag("offset") OVER (PARTITION BY partition ORDER BY seq) AS back
+				FROM effects WHERE payload NOT LIKE '%poison%') s WHERE back}),
+		'0', "$what: each partition applied in offset order");
+}
+
+wait_effects(2000, 'the first lot');
+check_exactly_once(2000, 'first lot');
+is($node->safe_psql('postgres', 'SELECT DISTINCT run_as FROM effects'),
+	'ingester', 'the handler ran as the subscription owner');
+is( $node->safe_psql('postgres', q{
+		SELECT sum(next_offset) FROM inbox_outbox.subscription_offset
+		WHERE subscription = 'billing'}),
+	'2000', 'the offsets stand after the last message of each partition');
+
+# kill -9 of the worker mid-stream, three times: the server restarts every
+# backend, the launcher starts the worker again, the offsets and the effects
+# rolled back together.
+sub ingest_pid
+{
+	return $node->safe_psql('postgres',
+		q{SELECT pid FROM inbox_outbox.ingest_workers() WHERE subscription = 'billing'});
+}
+my $total = 2000;
+for my $round (1 .. 3)
+{
+	publish($total + 1, $total + 3000);
+	$total += 3000;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) > $total - 2500 FROM effects", 't');
+	my $pid = ingest_pid();
+	ok($pid, "round $round: the worker runs (pid $pid)");
+	kill 'KILL', $pid;
+	poll_through_restart($node, 'postgres',
+		"SELECT count(*) >= $total FROM effects")
+	  or diag($node->safe_psql('postgres', 'SELECT count(*) FROM effects'));
+}
+wait_effects($total, 'the killed rounds');
+check_exactly_once($total, 'after three kill -9');
+
+# An immediate stop of the whole server mid-stream.
+publish($total + 1, $total + 3000);
+$total += 3000;
+$node->poll_query_until('postgres', "SELECT count(*) > $total - 2500 FROM effects", 't');
+$node->stop('immediate');
+$node->start;
+wait_effects($total, 'the stream after an immediate stop');
+sleep 1;
+check_exactly_once($total, 'after pg_ctl stop -m immediate');
+
+# Pause: nothing is applied; resume: the rest is.
+$node->safe_psql('postgres', q{SET ROLE ingester; SELECT subscription_pause('billing')});
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM inbox_outbox.ingest_workers()}, 't')
+  or die 'the worker did not leave at pause';
+publish($total + 1, $total + 500);
+$total += 500;
+wait_outbox_empty($node, 'postgres', 'relay published during the pause');
+sleep 2;
+is($node->safe_psql('postgres', 'SELECT count(*) FROM effects'),
+	$total - 500, 'nothing applied while paused');
+is( $node->safe_psql('postgres',
+		q{SELECT DISTINCT state FROM inbox_outbox.ingest_status WHERE subscription = 'billing'}),
+	'paused', 'ingest_status says paused');
+$node->safe_psql('postgres', q{SET ROLE ingester; SELECT subscription_resume('billing')});
+wait_effects($total, 'the messages of the pause');
+check_exactly_once($total, 'after pause and resume');
+
+# Seek backwards: the messages are read again, and the inbox absorbs them.
+my $before = $node->safe_psql('postgres',
+	q{SELECT duplicates FROM inbox_outbox.ingest_workers() WHERE subscription = 'billing'});
+my $p1 = $node->safe_psql('postgres',
+	q{SELECT next_offset FROM inbox_outbox.subscription_offset WHERE partition = 1});
+$node->safe_psql('postgres',
+	q{SET ROLE ingester; SELECT subscription_seek('billing', 'orders', 1, 0)});
+$node->poll_query_until('postgres', qq{
+	SELECT next_offset = $p1 FROM inbox_outbox.subscription_offset
+	WHERE subscription = 'billing' AND partition = 1})
+  or die 'the seek was not read again';
+$node->poll_query_until('postgres', qq{
+	SELECT duplicates >= $p1 FROM inbox_outbox.ingest_workers() WHERE subscription = 'billing'}, 't')
+  or diag($node->safe_psql('postgres', 'SELECT * FROM inbox_outbox.ingest_workers()'));
+check_exactly_once($total, 'after a seek back to offset 0');
+
+# A poison message: retried max_attempts times, then dead-lettered in the
+# transaction that moves its partition past it; the rest flows on.
+$node->safe_psql('postgres', q{
+	SET ROLE ingester;
+	SELECT subscribe('billing', ARRAY['orders'],
+	                 'apply_order(text, int, bigint, bytea, bytea, jsonb, timestamptz)',
+	                 batch_size => 200, max_attempts => 3);
+	RESET ROLE;
+	SELECT outbox_publish('orders', 'order-7', '{"poison": "yes"}'::jsonb);
+});
+publish($total + 1, $total + 300);
+$total += 300;
+wait_effects($total, 'the messages after the poison one');
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM inbox_outbox.ingest_dead_letter WHERE attempts = 3}, 't')
+  or die 'no dead letter: ' . $node->safe_psql('postgres', 'SELECT * FROM inbox_outbox.ingest_status');
+like( $node->safe_psql('postgres',
+		q{SELECT sqlstate || ' ' || error FROM inbox_outbox.ingest_dead_letter}),
+	qr/^P0001 poison message at offset \d+$/, 'the dead letter has the SQLSTATE and the error');
+check_exactly_once($total, 'after a poison message');
+
+# Redrive as the owner, once the handler accepts it: it runs in the caller's
+# transaction, as the owner.
+$node->safe_psql('postgres', q{
+	CREATE OR REPLACE FUNCTION apply_order(topic text, partition int, "offset" bigint, key bytea,
+	                            payload bytea, headers jsonb, ts timestamptz)
+	RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO public.effects (topic, partition, "offset", event_id, payload, run_as)
+		VALUES (topic, partition, "offset", headers ->> 'event_id',
+		        convert_from(payload, 'UTF8'), current_user);
+	END $$;
+});
+is($node->safe_psql('postgres', q{SET ROLE ingester; SELECT ingest_redrive()}),
+	'1', 'redrive ran the dead letter');
+$total += 1;
+check_exactly_once($total, 'after the redrive');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM inbox_outbox.ingest_dead_letter'),
+	'0', 'the redriven dead letter is gone');
+
+# A handler the owner may no longer execute stops the subscription with a
+# clear state; nothing is dead-lettered and no worker restarts in a loop.
+$node->safe_psql('postgres', q{
+	ALTER FUNCTION apply_order OWNER TO CURRENT_USER;
+	REVOKE EXECUTE ON FUNCTION apply_order FROM PUBLIC;
+});
+publish($total + 1, $total + 10);
+$node->poll_query_until('postgres', q{
+	SELECT state = 'stopped: error' AND last_error LIKE '%may not execute%'
+	FROM inbox_outbox.ingest_status WHERE subscription = 'billing' AND partition = 0}, 't')
+  or die 'not stopped: ' . $node->safe_psql('postgres', 'SELECT * FROM inbox_outbox.ingest_status');
+my $stopped_log = slurp_file($node->logfile);
+my $starts = () = $stopped_log =~ /ingestion worker 0 of subscription "billing" started/g;
+sleep 5;
+$stopped_log = slurp_file($node->logfile);
+my $starts_later = () = $stopped_log =~ /ingestion worker 0 of subscription "billing" started/g;
+is($starts_later, $starts, 'a stopped worker is not started again in a loop');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM inbox_outbox.ingest_dead_letter'),
+	'0', 'an unusable handler dead-letters nothing');
+$node->safe_psql('postgres', q{
+	GRANT EXECUTE ON FUNCTION apply_order TO ingester;
+	SET ROLE ingester;
+	SELECT subscription_pause('billing');
+	SELECT subscription_resume('billing');
+});
+$total += 10;
+wait_effects($total, 'the messages after the handler came back');
+check_exactly_once($total, 'after the handler came back');
+
+# unsubscribe stops the worker and forgets the offsets.
+$node->safe_psql('postgres', q{SET ROLE ingester; SELECT unsubscribe('billing')});
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM inbox_outbox.ingest_workers()}, 't')
+  or die 'the worker did not leave at unsubscribe';
+is($node->safe_psql('postgres', 'SELECT count(*) FROM inbox_outbox.subscription_offset'),
+	'0', 'unsubscribe forgot the offsets');
+
+$node->stop;
+$kafka->stop;
+done_testing();
