@@ -75,4 +75,51 @@ psql -X -f - <<'SQL'
 SELECT consumer, claims, duplicates_absorbed FROM inbox_outbox.inbox_consumers;
 SELECT order_key, total FROM order_totals ORDER BY order_key;
 SQL
+
+echo
+echo "== Ingestion, no consumer code: a subscription consumes the topic back into PostgreSQL."
+echo "   Each batch claims the event ids, runs the handler and stores the offsets in one transaction."
+psql -X -v ON_ERROR_STOP=1 -q -f - <<'SQL'
+CREATE ROLE ledger NOLOGIN;
+SELECT inbox_outbox.grant_subscriber('ledger') \g /dev/null
+CREATE TABLE ledger (event_id text, order_key text, body jsonb, kafka text);
+GRANT INSERT ON ledger TO ledger;
+CREATE FUNCTION record_order(topic text, partition int, "offset" bigint, key bytea,
+                             payload bytea, headers jsonb, ts timestamptz)
+RETURNS void LANGUAGE sql AS $$
+	INSERT INTO public.ledger
+	VALUES (headers ->> 'event_id', convert_from(key, 'UTF8'), convert_from(payload, 'UTF8')::jsonb,
+	        topic || '/' || partition || '/' || "offset")
+$$;
+ALTER FUNCTION record_order OWNER TO ledger;
+SET ROLE ledger;
+SELECT subscribe('ledger', ARRAY['orders'],
+                 'record_order(text, int, bigint, bytea, bytea, jsonb, timestamptz)') \g /dev/null
+SQL
+wait_for() {
+	for _ in $(seq 1 600); do
+		[ "$(psql -X -At -c "$1")" = t ] && return 0
+		sleep 0.05
+	done
+	echo "timed out waiting for: $1" >&2
+	return 1
+}
+wait_for "SELECT count(*) = 4 FROM ledger"
+psql -X -f - <<'SQL'
+\pset footer off
+SELECT order_key, body ->> 'event' AS event, kafka FROM ledger ORDER BY kafka;
+SELECT topic, partition, next_offset, lag, state FROM inbox_outbox.ingest_status ORDER BY partition;
+SQL
+echo "   A producer retry sends the first event again, at a new offset, with the same event_id:"
+dup=$(psql -X -At -c "SELECT event_id || ' ' || order_key || ' ' || body::text FROM ledger ORDER BY kafka LIMIT 1")
+read -r dup_id dup_key dup_body <<<"$dup"
+printf '%s|%s\n' "$dup_key" "$dup_body" |
+	kcat -P -b "$brokers" -t orders -K '|' -H "event_id=$dup_id" -X enable.idempotence=true
+wait_for "SELECT duplicates = 1 FROM inbox_outbox.ingest_workers() WHERE subscription = 'ledger'"
+psql -X -f - <<'SQL'
+\pset footer off
+SELECT subscription, consumed, duplicates, dead_lettered FROM inbox_outbox.ingest_workers();
+SELECT count(*) AS ledger_rows FROM ledger;
+SQL
+echo "   The inbox absorbed the redelivery: 5 messages consumed, 4 rows, 1 duplicate."
 DEMO
