@@ -91,6 +91,7 @@ PGDLLEXPORT void inbox_outbox_ingest_main(Datum main_arg);
 #define INGEST_RECHECK_MS		5000	/* a copy, an unreachable broker */
 #define INGEST_MAX_BACKOFF_MS	60000
 #define INGEST_EVENT_ID_MAXLEN	512		/* as inbox_try_claim() */
+#define INGEST_BATCH_MAX_BYTES	(16 * 1024 * 1024)	/* keys and values of a batch */
 
 typedef struct IngestWorker
 {
@@ -776,6 +777,7 @@ start(void)
 	List	   *counts = NIL;
 	int			max_parts = 0;
 	char	   *dbname;
+	bool		wanted;
 
 	drop_consumer();
 	MemoryContextReset(w.run_cxt);
@@ -784,7 +786,15 @@ start(void)
 
 	LWLockAcquire(shared->lock, LW_SHARED);
 	w.generation = w.slot->generation;
+	wanted = w.slot->wanted;
 	LWLockRelease(shared->lock);
+	if (!wanted)
+	{
+		ereport(LOG,
+				errmsg("inbox_outbox ingestion worker %d of subscription \"%s\" stops: no longer wanted",
+					   w.slot->worker, w.slot->subscription));
+		proc_exit(0);
+	}
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -925,6 +935,19 @@ start(void)
 	return true;
 }
 
+/* Commit what the batch holds, then forget it. */
+static void
+flush_batch(IngestMessage **batch, int n)
+{
+	set_state(INGEST_CONSUMING);
+	pgstat_report_activity(STATE_RUNNING, "inbox_outbox ingest: applying a batch");
+	process_batch(batch, n);
+	pgstat_report_activity(STATE_IDLE, "");
+	MemoryContextSwitchTo(w.run_cxt);
+	MemoryContextReset(w.batch_cxt);
+	MemoryContextSwitchTo(w.batch_cxt);
+}
+
 /* Step 4, until the worker must start over. */
 static void
 run(void)
@@ -938,6 +961,7 @@ run(void)
 		TimestampTz now;
 		int			n;
 		int			nbatch = 0;
+		size_t		bytes = 0;
 		long		wait;
 
 		CHECK_FOR_INTERRUPTS();
@@ -981,6 +1005,18 @@ run(void)
 			rd_kafka_message_t *msg = msgs[i];
 			IngestPartition *part;
 
+			/* large messages: a batch holds at most INGEST_BATCH_MAX_BYTES */
+			if (nbatch > 0 && bytes >= INGEST_BATCH_MAX_BYTES && !w.restart)
+			{
+				flush_batch(batch, nbatch);
+				nbatch = 0;
+				bytes = 0;
+			}
+			if (w.restart)
+			{
+				rd_kafka_message_destroy(msg);
+				continue;
+			}
 			if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
 				consumer_error(msg);
@@ -1005,15 +1041,11 @@ run(void)
 				continue;
 			}
 			batch[nbatch++] = make_message(part, msg);
+			bytes += msg->len + msg->key_len;
 			rd_kafka_message_destroy(msg);
 		}
 		if (nbatch > 0 && !w.restart)
-		{
-			set_state(INGEST_CONSUMING);
-			pgstat_report_activity(STATE_RUNNING, "inbox_outbox ingest: applying a batch");
-			process_batch(batch, nbatch);
-			pgstat_report_activity(STATE_IDLE, "");
-		}
+			flush_batch(batch, nbatch);
 		MemoryContextSwitchTo(w.run_cxt);
 		MemoryContextReset(w.batch_cxt);
 	}

@@ -75,6 +75,7 @@ typedef struct IngestChange
 } IngestChange;
 
 static List *pending_changes = NIL;	/* in TopMemoryContext */
+static bool drop_all_pending = false;	/* DROP EXTENSION */
 static bool callback_registered = false;
 
 /* The caller's identity while a function writes as the superuser. */
@@ -214,7 +215,27 @@ ingest_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (pending_changes == NIL || inbox_outbox_shared == NULL)
+			if (inbox_outbox_shared == NULL)
+				break;
+			if (drop_all_pending)
+			{
+				/* the subscriptions went with the extension */
+				LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
+				for (int i = 0; i < INGEST_MAX_WORKERS; i++)
+				{
+					IngestSlot *slot = &inbox_outbox_shared->ingest[i];
+
+					if (slot->dbid != MyDatabaseId)
+						continue;
+					slot->wanted = false;
+					if (slot->latch)
+						SetLatch(slot->latch);
+				}
+				LWLockRelease(inbox_outbox_shared->lock);
+				launcher_wake(false);
+				break;
+			}
+			if (pending_changes == NIL)
 				break;
 			LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
 			foreach(lc, pending_changes)
@@ -241,6 +262,25 @@ ingest_xact_callback(XactEvent event, void *arg)
 	}
 	list_free_deep(pending_changes);
 	pending_changes = NIL;
+	drop_all_pending = false;
+}
+
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(ingest_xact_callback, NULL);
+		callback_registered = true;
+	}
+}
+
+/* DROP EXTENSION: stop this database's ingestion workers at commit. */
+void
+ingest_drop_all_at_commit(void)
+{
+	register_callback();
+	drop_all_pending = true;
 }
 
 /* Apply the subscription's row, as this transaction leaves it, at commit. */
@@ -251,11 +291,7 @@ note_change(const char *name, bool enabled, int workers)
 	IngestChange *change = NULL;
 	ListCell   *lc;
 
-	if (!callback_registered)
-	{
-		RegisterXactCallback(ingest_xact_callback, NULL);
-		callback_registered = true;
-	}
+	register_callback();
 	foreach(lc, pending_changes)
 	{
 		IngestChange *c = lfirst(lc);

@@ -319,6 +319,9 @@ in_transaction(IngestOutcome (*work) (void *arg, IngestFailure *failure),
 		SPI_connect();
 		prepare_plans();
 		outcome = work(arg, failure);
+		/* the message lives in SPI's memory, which SPI_finish() frees */
+		if (failure->message != NULL)
+			failure->message = MemoryContextStrdup(caller, failure->message);
 		SPI_finish();
 		PopActiveSnapshot();
 		if (outcome == INGEST_DONE)

@@ -40,6 +40,7 @@
 #include "utils/lsyscache.h"
 
 #include "inbox_outbox.h"
+#include "ingest_admin.h"
 #include "pg_compat.h"
 #include "shared_state.h"
 #include "spi_plan.h"
@@ -446,7 +447,10 @@ relay_ddl_wakeup(PG_FUNCTION_ARGS)
 				errmsg("relay_ddl_wakeup() must be called as an event trigger"));
 
 	if (drops_this_extension(trigdata->parsetree))
+	{
 		notice_discarded_events();
+		ingest_drop_all_at_commit();
+	}
 	wake_at_commit(true, false);
 	PG_RETURN_VOID();
 }

@@ -251,6 +251,51 @@ $node->poll_query_until('postgres',
 is($node->safe_psql('postgres', 'SELECT count(*) FROM inbox_outbox.subscription_offset'),
 	'0', 'unsubscribe forgot the offsets');
 
+# Large messages: 300 of 900 kB.  What the worker holds stays bounded (the
+# consumer's queue caps, 16 MB of keys and values per batch; a batch of 500
+# such messages would be 450 MB): its peak resident memory, read once it has
+# consumed them, stays far below what all of them take.
+$kafka->create_topic('big', 1, 'max.message.bytes' => 2000000);
+$node->safe_psql('postgres', q{
+	CREATE TABLE big_effects ("offset" bigint, bytes int);
+	GRANT INSERT ON big_effects TO ingester;
+	CREATE FUNCTION apply_big(topic text, partition int, "offset" bigint, key bytea,
+	                          payload bytea, headers jsonb, ts timestamptz)
+	RETURNS void LANGUAGE sql
+	AS $$ INSERT INTO public.big_effects VALUES ("offset", octet_length(payload)) $$;
+	ALTER FUNCTION apply_big OWNER TO ingester;
+});
+$kafka->produce('big', [ map { [ "k$_", ('x' x 900_000) ] } 1 .. 300 ]);
+$node->safe_psql('postgres', q{
+	SET ROLE ingester;
+	SELECT subscribe('bulk', ARRAY['big'],
+	                 'apply_big(text, int, bigint, bytea, bytea, jsonb, timestamptz)',
+	                 event_id => 'offset');
+});
+$node->poll_query_until('postgres', 'SELECT count(*) = 300 FROM big_effects', 't')
+  or die 'the large messages were not applied';
+is($node->safe_psql('postgres', 'SELECT count(*), min(bytes), count(DISTINCT "offset") FROM big_effects'),
+	'300|900000|300', '300 messages of 900 kB, each applied once');
+my $bulk_pid = $node->safe_psql('postgres',
+	q{SELECT pid FROM inbox_outbox.ingest_workers() WHERE subscription = 'bulk'});
+my ($hwm) = slurp_file("/proc/$bulk_pid/status") =~ /^VmHWM:\s+(\d+) kB/m;
+ok(defined $hwm, 'the worker\'s peak memory was read');
+cmp_ok($hwm // 1e9, '<', 100 * 1024,
+	"the worker's peak resident memory, " . ($hwm // '?') . " kB, is under 100 MB (the messages took 270 MB)");
+
+# DROP EXTENSION stops the workers for good: none is started again.
+$node->safe_psql('postgres', 'DROP EXTENSION inbox_outbox');
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'inbox_outbox ingest'}, 't')
+  or die 'an ingestion worker outlived DROP EXTENSION';
+my $log_before = slurp_file($node->logfile);
+sleep 3;
+is( $node->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'inbox_outbox ingest'}),
+	'0', 'no ingestion worker after DROP EXTENSION');
+is(length(slurp_file($node->logfile)) - length($log_before) < 2000 ? 'quiet' : 'noisy',
+	'quiet', 'no worker restarts in a loop after DROP EXTENSION');
+
 $node->stop;
 $kafka->stop;
 done_testing();

@@ -1,0 +1,332 @@
+# Ingestion, Kafka -> PostgreSQL, through faults: every message's effect
+# exists exactly once and each partition is applied in offset order.  The
+# handler records the (topic, partition, offset) of every message it is
+# given in a table without a unique key, so that an effect applied twice, or
+# one that is missing, shows.  The faults, one subscription (and one topic)
+# each:
+#
+#  1. the broker stopped for ~10 s mid-stream and started again, while the
+#     relay has events to send: ingest_status says "broker unreachable", and
+#     once the broker is back everything is consumed, once;
+#  2. a transactional producer that commits some transactions and aborts
+#     others: only the committed records reach the handler;
+#  3. a compacted topic with tombstones, read with event_id => 'offset':
+#     the handler gets payload IS NULL for a tombstone;
+#  4. a handler that fails with a deadlock (40P01) the first time it sees
+#     some messages: the batch is retried, nothing is dead-lettered even
+#     with max_attempts => 1, and the effects exist once;
+#  5. a retention gap (a seek far beyond the end of a partition): a row in
+#     ingest_gap, "stopped: gap" for that partition only while the others
+#     go on, and a seek back to a valid offset resumes it;
+#  6. a partition added to a topic while the subscription runs: its
+#     messages are ingested within 30 s;
+#  7. a failover: the primary is stopped with -m immediate mid-stream and a
+#     streaming standby promoted; there the worker resumes from the offsets
+#     that replicated with the effects, and every effect of every topic
+#     exists once.
+#
+# Clients: kcat (through InboxOutbox::Kafka) and Debian's python3 with
+# python3-confluent-kafka for the transactional producer and
+# create_partitions; without them the test fails instead of skipping.
+use strict;
+use warnings;
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+use InboxOutbox::Kafka;
+use InboxOutbox::Relay;
+
+my $started = time;
+my $python = '/usr/bin/python3';
+ok(system($python, '-c', 'import confluent_kafka') == 0,
+	"$python imports confluent_kafka")
+  or die 'scripts/lib.sh installs python3-confluent-kafka';
+
+my $kafka = InboxOutbox::Kafka->new(name => 'ingest_faults');
+my $node = relay_node('ingest_primary', $kafka->bootstrap,
+	init => { allows_streaming => 1 },
+	conf => "restart_after_crash = on\n");
+
+# The transactional producer and the partition adder.
+my $tool = "$PostgreSQL::Test::Utils::tmp_check/081_kafka_tool.py";
+PostgreSQL::Test::Utils::append_to_file($tool, <<'PY');
+import json
+import sys
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewPartitions
+
+command, bootstrap, topic = sys.argv[1:4]
+if command == 'transactions':
+    # Each step: (commit or abort, event id prefix, first n, last n).
+    plan = [('commit', 'c', 1, 40), ('abort', 'a', 1, 40),
+            ('commit', 'c', 41, 80), ('abort', 'a', 41, 60),
+            ('commit', 'c', 81, 100)]
+    p = Producer({'bootstrap.servers': bootstrap,
+                  'transactional.id': 'inbox_outbox-081',
+                  'enable.idempotence': True})
+    p.init_transactions(60)
+    for end, prefix, first, last in plan:
+        p.begin_transaction()
+        for n in range(first, last + 1):
+            p.produce(topic, key=('k%d' % n).encode(),
+                      value=json.dumps({'n': n, 'end': end}).encode(),
+                      partition=n % 2,
+                      headers=[('event_id', ('%s-%d' % (prefix, n)).encode())])
+        # the aborted records are in the log, between committed ones
+        if p.flush(60) != 0:
+            sys.exit('records not delivered')
+        if end == 'commit':
+            p.commit_transaction(60)
+        else:
+            p.abort_transaction(60)
+    print('done')
+elif command == 'add-partitions':
+    admin = AdminClient({'bootstrap.servers': bootstrap})
+    for f in admin.create_partitions([NewPartitions(topic, int(sys.argv[4]))]).values():
+        f.result(60)
+    print('done')
+else:
+    sys.exit('unknown command ' + command)
+PY
+
+sub kafka_tool
+{
+	my (@args) = @_;
+	my ($out, $err) = ('', '');
+	my $ok = eval {
+		IPC::Run::run([ $python, $tool, $args[0], $kafka->bootstrap, @args[ 1 .. $#args ] ],
+			'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+	};
+	$err .= $@ if $@;
+	ok($ok && $out =~ /^done$/m, "python confluent_kafka: $args[0] $args[1]")
+	  or die "$tool failed:\n$out\n$err";
+	return;
+}
+
+# The owner of the subscriptions, an ordinary role without LOGIN; the
+# handler records every message.  fail_once names messages the handler fails
+# with a deadlock the first time it sees them: the count of tries is a
+# sequence, since a row written by the failing transaction would roll back
+# with it.
+$node->safe_psql('postgres', q{
+	CREATE ROLE ingester NOLOGIN;
+	SELECT inbox_outbox.grant_subscriber('ingester');
+	CREATE TABLE effects (topic text, partition int, "offset" bigint, event_id text,
+	                      key text, payload text, tombstone boolean, seq bigserial);
+	CREATE TABLE fail_once (event_id text PRIMARY KEY, tries regclass NOT NULL);
+	CREATE TABLE published (event_id text);
+	GRANT INSERT ON effects TO ingester;
+	GRANT USAGE ON SEQUENCE effects_seq_seq TO ingester;
+	GRANT SELECT ON fail_once TO ingester;
+	CREATE FUNCTION apply_message(topic text, partition int, "offset" bigint, key bytea,
+	                              payload bytea, headers jsonb, ts timestamptz)
+	RETURNS void LANGUAGE plpgsql AS $$
+	DECLARE
+		tries regclass;
+	BEGIN
+		SELECT f.tries INTO tries FROM public.fail_once f
+		WHERE f.event_id = headers ->> 'event_id';
+		IF tries IS NOT NULL AND nextval(tries) = 1 THEN
+			RAISE EXCEPTION 'deadlock injected at % [%] offset %', topic, partition, "offset"
+				USING ERRCODE = '40P01';
+		END IF;
+		-- slow enough that a fault meets a backlog in flight
+		IF topic IN ('stream', 'failover') THEN
+			PERFORM pg_sleep(0.004);
+		END IF;
+		INSERT INTO public.effects (topic, partition, "offset", event_id, key, payload, tombstone)
+		VALUES (topic, partition, "offset", headers ->> 'event_id', convert_from(key, 'UTF8'),
+		        convert_from(payload, 'UTF8'), payload IS NULL);
+	END $$;
+	ALTER FUNCTION apply_message OWNER TO ingester;
+});
+my $handler = 'apply_message(text, int, bigint, bytea, bytea, jsonb, timestamptz)';
+
+sub subscribe
+{
+	my ($name, $topic, $options) = @_;
+	$options = $options ? ", $options" : '';
+	$node->safe_psql('postgres', qq{
+		SET ROLE ingester;
+		SELECT subscribe('$name', ARRAY['$topic'], '$handler'$options);
+	});
+	return;
+}
+
+sub status
+{
+	my ($n, $sub) = @_;
+	return $n->safe_psql('postgres', qq{
+		SELECT string_agg(format('%s [%s] next %s high %s: %s%s', topic, partition,
+		                         next_offset, high_watermark, state,
+		                         ' (' || last_error || ')'), E'\n' ORDER BY partition)
+		FROM inbox_outbox.ingest_status WHERE subscription = '$sub'});
+}
+
+# Poll $query on node $n until it returns 't', for at most $seconds; a
+# test that fails with $diag's output (SQL, or a sub) if it never does, and
+# the end of the file then, as what follows depends on it (unless soft).
+sub wait_for
+{
+	my ($n, $query, $seconds, $what, $diag, %opts) = @_;
+	my $from = time;
+	my ($out, $err) = ('', '');
+	while (time - $from < $seconds)
+	{
+		my $ret;
+		($ret, $out, $err) = $n->psql('postgres', $query);
+		if ($out eq 't')
+		{
+			pass(sprintf('%s (%.1f s)', $what, time - $from));
+			return 1;
+		}
+		sleep 0.2;
+	}
+	fail("$what within $seconds s");
+	diag("last answer: $out $err");
+	diag(ref $diag eq 'CODE' ? $diag->() : $n->safe_psql('postgres', $diag)) if $diag;
+	die "gave up waiting: $what" unless $opts{soft};
+	return 0;
+}
+
+sub effects_of
+{
+	my ($n, $topic) = @_;
+	return $n->safe_psql('postgres',
+		"SELECT count(*) FROM effects WHERE topic = '$topic'");
+}
+
+# Every expected message has exactly one effect, there is no other, and
+# each partition was applied in offset order.  $expected: the identities of
+# the messages, "partition/offset" (the default) or event ids (id =>
+# 'event_id', for a topic the relay sends to, where Kafka may hold a
+# message twice and the inbox absorbs the second).
+sub check_topic
+{
+	my ($n, $topic, $expected, $what, %opts) = @_;
+	my $id = ($opts{id} // '') eq 'event_id' ? 'event_id' : q{partition || '/' || "offset"};
+	my %count;
+	$count{$_}++
+	  foreach split /\n/, $n->safe_psql('postgres',
+		"SELECT $id FROM effects WHERE topic = '$topic'");
+	my %want = map { $_ => 1 } @$expected;
+	my @missing = grep { !$count{$_} } sort keys %want;
+	my @twice = grep { $count{$_} > 1 } sort keys %count;
+	my @other = grep { !$want{$_} } sort keys %count;
+	my $total = 0;
+	$total += $_ foreach values %count;
+	is_deeply(
+		{
+			effects => $total,
+			missing => [ @missing[ 0 .. ($#missing < 9 ? $#missing : 9) ] ],
+			twice => [ @twice[ 0 .. ($#twice < 9 ? $#twice : 9) ] ],
+			unexpected => [ @other[ 0 .. ($#other < 9 ? $#other : 9) ] ]
+		},
+		{ effects => scalar(keys %want), missing => [], twice => [], unexpected => [] },
+		"$what: every message of $topic has exactly one effect ("
+		  . scalar(@$expected) . ')');
+	is( $n->safe_psql('postgres', qq{
+			SELECT count(*) || ' of ' || (SELECT count(*) FROM effects WHERE topic = '$topic')
+			FROM (SELECT "offset" <= lag("offset") OVER (PARTITION BY partition ORDER BY seq) AS back
+			      FROM effects WHERE topic = '$topic') s
+			WHERE back}),
+		'0 of ' . scalar(@$expected),
+		"$what: each partition of $topic applied once, in offset order");
+	return;
+}
+
+# What Kafka holds (read_committed), as "partition/offset".
+sub in_kafka
+{
+	my ($topic, $min, %opts) = @_;
+	my $messages = $kafka->consume_raw($topic, min => $min, %opts);
+	is(scalar @$messages, $min, "Kafka holds the $min messages of $topic")
+	  or die 'the messages did not reach Kafka';
+	return [ map { "$_->{partition}/$_->{offset}" } @$messages ];
+}
+
+sub messages
+{
+	my ($prefix, $from, $to, %headers) = @_;
+	return [ map { [ "k$_", qq({"n": $_}), { event_id => "$prefix-$_", %headers } ] }
+		  $from .. $to ];
+}
+
+sub publish_stream
+{
+	my ($from, $to) = @_;
+	$node->safe_psql('postgres', qq{
+		INSERT INTO published
+		SELECT outbox_publish('stream', 'k' || (g % 10), jsonb_build_object('n', g))::text
+		FROM generate_series($from, $to) g;
+	});
+	return;
+}
+
+sub published
+{
+	my ($n) = @_;
+	return [ split /\n/, $n->safe_psql('postgres', 'SELECT event_id FROM published') ];
+}
+
+my $part_started = time;
+sub part_done
+{
+	my ($what) = @_;
+	note(sprintf('%s took %.1f s (%.1f s since the start)',
+		$what, time - $part_started, time - $started));
+	$part_started = time;
+	return;
+}
+
+#
+# 1. The broker stopped mid-stream for ~10 s.
+#
+$kafka->create_topic('stream', 3);
+$kafka->create_topic('compact', 2, 'cleanup.policy' => 'compact');
+subscribe('s_stream', 'stream', 'batch_size => 50');
+# an idle subscription through the outage (its topic is filled in part 3)
+subscribe('s_compact', 'compact', q{event_id => 'offset'});
+publish_stream(1, 400);
+wait_for($node, q{SELECT count(*) >= 60 FROM effects WHERE topic = 'stream'}, 60,
+	'the stream is being applied', sub { status($node, 's_stream') });
+my $down_at = time;
+$kafka->stop;
+my $at_stop = effects_of($node, 'stream');
+note("the broker stopped with $at_stop of 400 effects of the first lot");
+publish_stream(401, 600);
+wait_for($node, q{
+	SELECT bool_and(state = 'broker unreachable') FROM inbox_outbox.ingest_status
+	WHERE subscription = 's_stream'}, 40,
+	'ingest_status says "broker unreachable" while the broker is stopped',
+	sub { status($node, 's_stream') });
+like(status($node, 's_compact'), qr/: broker unreachable/,
+	'an idle subscription says so too');
+is($node->safe_psql('postgres', 'SELECT count(*) > 0 FROM inbox_outbox.outbox'),
+	't', 'the events of the outage wait in the outbox');
+# keep the broker away for 10 s in all (a fault's length, not a wait)
+sleep(10 - (time - $down_at)) if time - $down_at < 10;
+$kafka->start;
+wait_outbox_empty($node, 'postgres', 'the relay sent the events of the outage');
+wait_for($node, q{SELECT count(*) >= 600 FROM effects WHERE topic = 'stream'}, 60,
+	'the stream is consumed after the broker came back', sub { status($node, 's_stream') });
+wait_for($node, q{
+	SELECT bool_and(state = 'idle') FROM inbox_outbox.ingest_status
+	WHERE subscription = 's_stream'}, 30,
+	's_stream is idle once caught up', sub { status($node, 's_stream') });
+check_topic($node, 'stream', published($node), 'broker stopped and started', id => 'event_id');
+wait_for($node, q{
+	SELECT bool_and(state = 'idle') FROM inbox_outbox.ingest_status
+	WHERE subscription = 's_compact'}, 15,
+	'an idle subscription no longer says "broker unreachable" once the broker is back',
+	sub { status($node, 's_compact') }, soft => 1);
+part_done('part 1 (broker stopped and started)');
+
+$node->stop;
+$kafka->stop;
+done_testing();
