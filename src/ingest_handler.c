@@ -98,7 +98,11 @@ ingest_handler_usable(Oid handler, Oid owner, IngestHandlerProblem *problem)
 		problem->hint = "A handler takes (topic text, partition integer, \"offset\" bigint, key bytea, payload bytea, headers jsonb, ts timestamptz) and returns void.";
 		return false;
 	}
+#if PG_VERSION_NUM >= 160000
+	if (object_aclcheck(ProcedureRelationId, handler, owner, ACL_EXECUTE) != ACLCHECK_OK)
+#else
 	if (pg_proc_aclcheck(handler, owner, ACL_EXECUTE) != ACLCHECK_OK)
+#endif
 	{
 		problem->sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
 		problem->message = psprintf("role \"%s\" may not execute the handler %s",
