@@ -7,7 +7,8 @@ Each message is "TAG SENT_US PADDING" (about 200 bytes) with a random key
 and the header event_id = "TAG-n"; SENT_US is the time, in microseconds
 since the epoch, just before the message is handed to librdkafka
 (confluent_kafka, idempotent, acks=all, linger.ms=0: the relay's producer
-settings).  Messages are evenly spaced.  Waits for every acknowledgement,
+settings).  Messages are evenly spaced, after one probe message (tag
+TAG_probe) that waits for the producer to be ready.  Waits for every acknowledgement,
 then prints the number of messages.
 """
 import random
@@ -29,6 +30,12 @@ def main():
             failed.append(err)
 
     padding = "x" * 180
+    # Connected, and the idempotent producer's id obtained, before the
+    # first timed message: its startup is not the latency measured.
+    producer.produce(topic, value=("%s_probe 0 %s" % (tag, padding)).encode(),
+                     headers=[("event_id", "%s-probe" % tag)], on_delivery=report)
+    if producer.flush(30) != 0 or failed:
+        sys.exit("produce.py: the probe message was not acknowledged: %s" % failed[:1])
     start = time.monotonic()
     n = 0
     while True:

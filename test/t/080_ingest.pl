@@ -5,7 +5,10 @@
 # header).  Checked: every message's effect exists exactly once and in
 # partition order, through kill -9 of the worker mid-stream (several times),
 # an immediate server stop, pause and resume, a seek backwards (the inbox
-# absorbs the replays), and the handler runs as the subscription's owner.
+# absorbs the replays), a poison message (dead-lettered, then redriven), an
+# unusable handler (stopped, no restart loop), two workers splitting the
+# partitions, 900 kB messages (bounded memory) and DROP EXTENSION; the
+# handler runs as the subscription's owner.
 use strict;
 use warnings;
 
@@ -242,6 +245,39 @@ $node->safe_psql('postgres', q{
 $total += 10;
 wait_effects($total, 'the messages after the handler came back');
 check_exactly_once($total, 'after the handler came back');
+
+# workers => 2: worker w reads the partitions p with p % 2 = w, and together
+# they apply every message once (a new subscription: its own inbox claims).
+$node->safe_psql('postgres', q{
+	CREATE TABLE split_effects (partition int, "offset" bigint, pid int);
+	GRANT INSERT ON split_effects TO ingester;
+	CREATE FUNCTION apply_split(topic text, partition int, "offset" bigint, key bytea,
+	                            payload bytea, headers jsonb, ts timestamptz)
+	RETURNS void LANGUAGE sql
+	AS $$ INSERT INTO public.split_effects VALUES (partition, "offset", pg_backend_pid()) $$;
+	ALTER FUNCTION apply_split OWNER TO ingester;
+	SET ROLE ingester;
+	SELECT subscribe('split', ARRAY['orders'],
+	                 'apply_split(text, int, bigint, bytea, bytea, jsonb, timestamptz)',
+	                 workers => 2);
+});
+my $messages = $node->safe_psql('postgres', q{
+	SELECT sum(next_offset) FROM inbox_outbox.subscription_offset WHERE subscription = 'billing'});
+$node->poll_query_until('postgres', "SELECT count(*) >= $messages FROM split_effects", 't')
+  or die 'the two workers did not apply the topic';
+is( $node->safe_psql('postgres', q{
+		SELECT count(*), count(DISTINCT (partition, "offset")) FROM split_effects}),
+	"$messages|$messages", "two workers applied the $messages messages once each");
+is( $node->safe_psql('postgres', q{
+		SELECT count(DISTINCT pid), bool_and(n = 1)
+		FROM (SELECT partition, count(DISTINCT pid) AS n, min(pid) AS pid
+		      FROM split_effects GROUP BY partition) s}),
+	'2|t', 'each partition was applied by one worker, and two workers took part');
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(DISTINCT (s.partition % 2 = w.worker)::text, ',')
+		FROM split_effects s JOIN inbox_outbox.ingest_workers() w ON w.pid = s.pid}),
+	'true', 'worker w applied exactly the partitions p with p % 2 = w');
+$node->safe_psql('postgres', q{SET ROLE ingester; SELECT unsubscribe('split')});
 
 # unsubscribe stops the worker and forgets the offsets.
 $node->safe_psql('postgres', q{SET ROLE ingester; SELECT unsubscribe('billing')});
