@@ -176,13 +176,26 @@ check_ingested() {
 	[[ $got == "$n $n" ]] || { log "$what: ingested holds $got (rows, distinct messages), not $n"; exit 1; }
 }
 
-# One subscription reads the topic from its start.  Prints: messages/s from
-# the commit of subscribe() to the last batch's commit, messages/s from the
-# first batch's commit to the last's, seconds to the first commit, batches,
-# the worker's CPU s, the broker's CPU s, wall s.
+# inbox_outbox.kafka_config for the workers started from now on (the relay
+# reads it too), checked in a new session.
+set_kafka_config() {
+	if [[ -n $1 ]]; then
+		q -c "ALTER SYSTEM SET inbox_outbox.kafka_config = '$1'" -c 'SELECT pg_reload_conf()' >/dev/null
+	else
+		q -c 'ALTER SYSTEM RESET inbox_outbox.kafka_config' -c 'SELECT pg_reload_conf()' >/dev/null
+	fi
+	wait_until "inbox_outbox.kafka_config to be '$1'" "SELECT current_setting('inbox_outbox.kafka_config') = '$1'" 30
+}
+
+# One subscription reads the topic from its start, its worker with
+# inbox_outbox.kafka_config $2.  Prints: messages/s from the commit of
+# subscribe() to the last batch's commit, messages/s from the first batch's
+# commit to the last's, seconds to the first commit, batches, the worker's
+# CPU s, the broker's CPU s, wall s.
 ingest_run() {
-	local name=$1 t0 t wpid k0 k1 wticks first last nb first_rows
+	local name=$1 config=$2 t0 t wpid k0 k1 wticks first last nb first_rows
 	before_run
+	set_kafka_config "$config"
 	k0=$(cpu_ticks "$kafka_pid")
 	t0=$(as_owner -c "SELECT subscribe('$name', ARRAY['ingest'], '$handler')" \
 		-c 'SELECT extract(epoch FROM clock_timestamp())' | tail -n 1)
@@ -197,12 +210,18 @@ ingest_run() {
 		WITH b AS (SELECT pg_xact_commit_timestamp(xmin) AS at, count(*) AS n FROM ingested GROUP BY xmin)
 		SELECT extract(epoch FROM min(at)), extract(epoch FROM max(at)), count(*),
 		       (SELECT n FROM b ORDER BY at LIMIT 1) FROM b")
+	# the longest wait between two commits, and the time in waits over 100 ms
+	read -r gap_max gap_sum < <(q -F ' ' -c "
+		WITH b AS (SELECT pg_xact_commit_timestamp(xmin) AS at FROM ingested GROUP BY xmin),
+		     g AS (SELECT extract(epoch FROM at - lag(at) OVER (ORDER BY at)) AS gap FROM b)
+		SELECT round(max(gap), 3), round(coalesce(sum(gap) FILTER (WHERE gap > 0.1), 0), 2) FROM g")
 	as_owner -c "SELECT unsubscribe('$name')" >/dev/null
 	wait_until "the worker of $name to stop" "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $wpid)"
+	[[ -z $config ]] || set_kafka_config ""
 	awk -v n="$n" -v t0="$t0" -v a="$first" -v z="$last" -v nb="$nb" -v fr="$first_rows" \
-		-v wt="$wticks" -v kt="$((k1 - k0))" -v hz="$hz" 'BEGIN {
-		printf "%.0f %.0f %.2f %d %.1f %.1f %.2f\n", n / (z - t0), (n - fr) / (z - a), a - t0, nb,
-			wt / hz, kt / hz, z - t0 }'
+		-v wt="$wticks" -v kt="$((k1 - k0))" -v hz="$hz" -v gm="$gap_max" -v gs="$gap_sum" 'BEGIN {
+		printf "%.0f %.0f %.2f %d %.2f %.1f %.2f %.3f %.2f\n", n / (z - t0), (n - fr) / (z - a), a - t0, nb,
+			wt / hz, kt / hz, z - t0, gm, gs }'
 }
 
 # The same handler from one SQL session, as the subscription's owner, with
@@ -223,10 +242,11 @@ ceiling() {
 }
 
 declare -A runs
+tuned_config='queued.min.messages=1000000'
 run_worker() {
 	local r
 	log "ingestion run $1 of $reps: $n messages"
-	r=$(ingest_run "ingest_r$1")
+	r=$(ingest_run "ingest_r$1" "")
 	runs[worker]+="$(cut -d ' ' -f 1 <<<"$r") "
 	runs[steady]+="$(cut -d ' ' -f 2 <<<"$r") "
 	worker_rows+=("$r")
@@ -236,6 +256,11 @@ run_worker() {
 			-c 'CREATE INDEX ON messages (seq)' -c 'VACUUM ANALYZE messages' >/dev/null
 		messages_loaded=yes
 	fi
+	log "ingestion run $1 of $reps with inbox_outbox.kafka_config = '$tuned_config'"
+	r=$(ingest_run "ingest_t$1" "$tuned_config")
+	runs[tuned]+="$(cut -d ' ' -f 1 <<<"$r") "
+	runs[tuned_steady]+="$(cut -d ' ' -f 2 <<<"$r") "
+	tuned_rows+=("$r")
 }
 run_ceilings() {
 	local v
@@ -247,6 +272,7 @@ run_ceilings() {
 
 messages_loaded=
 worker_rows=()
+tuned_rows=()
 cpu_mark "$postmaster_pid" "$kafka_pid"
 for ((i = 1; i <= reps; i++)); do
 	if ((i % 2)); then
@@ -262,6 +288,8 @@ load1=$(cut -d ' ' -f 1-3 /proc/loadavg)
 med() { tr ' ' '\n' <<<"${runs[$1]}" | grep . | median; }
 w_med=$(med worker)
 s_med=$(med steady)
+t_med=$(med tuned)
+ts_med=$(med tuned_steady)
 h_med=$(med handler)
 c_med=$(med claim)
 bt_med=$(med batches)
@@ -272,7 +300,7 @@ log "diagnostic run with pg_stat_statements.track = all"
 q -c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c 'SELECT pg_reload_conf()' >/dev/null
 sleep 0.5
 q -c 'SELECT pg_stat_statements_reset()' >/dev/null
-diag=$(ingest_run ingest_diag)
+diag=$(ingest_run ingest_diag "")
 stmts=$(q -F ' | ' -c "
 	SELECT regexp_replace(left(query, 70), '\s+', ' ', 'g') || CASE WHEN length(query) > 70 THEN '…' ELSE '' END,
 	       calls, rows, round(total_exec_time::numeric), round((1000 * total_exec_time / calls)::numeric, 1)

@@ -339,9 +339,17 @@ launcher_ingest_pass(TimestampTz now)
 			continue;
 		if (slot->stopped && slot->stopped_generation == slot->generation)
 			continue;
-		/* only where a relay may run (inbox_outbox.databases, connections) */
+		/*
+		 * Only where a relay may run: a database dropped, left out of
+		 * inbox_outbox.databases or closed to connections gives its slots
+		 * back (its relay asks for them again when it starts there).
+		 */
 		if (relay_slot_find(slot->dbid) == NULL)
+		{
+			memset(slot, 0, sizeof(IngestSlot));
+			memset(e, 0, sizeof(LauncherEntry));
 			continue;
+		}
 		if (e->restart_at > now)
 		{
 			nap = Min(nap, Max((long) ((e->restart_at - now) / 1000), 10));
