@@ -211,6 +211,37 @@ stop_for_good(IngestState state, const char *message)
 	proc_exit(0);
 }
 
+/*
+ * Sleep for a backoff: only a change of the subscription, a signal or the
+ * postmaster's death cut it short, not the consumer's pipe, which stays
+ * readable while fetched messages wait to be taken.  Returns false if the
+ * worker must start over.
+ */
+static bool
+worker_backoff(long ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		left = (long) ((until - GetCurrentTimestamp()) / 1000);
+
+		if (left <= 0)
+			return true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (must_restart())
+			return false;
+	}
+}
+
 static void
 worker_wait(long timeout_ms)
 {
@@ -628,8 +659,7 @@ process_batch(IngestMessage **batch, int n)
 		/* the whole batch again, after a backoff */
 		set_state(INGEST_RETRYING);
 		record_error(failure.message);
-		worker_wait(backoff_ms(++transient));
-		if (must_restart())
+		if (!worker_backoff(backoff_ms(++transient)))
 		{
 			w.restart = true;
 			return;
@@ -677,7 +707,8 @@ consumer_error(rd_kafka_message_t *msg)
 {
 	IngestPartition *part = NULL;
 	int64		low,
-				high;
+				high,
+				gap_end;
 	char		errbuf[256];
 
 	if (msg->rkt != NULL)
@@ -696,9 +727,11 @@ consumer_error(rd_kafka_message_t *msg)
 		w.restart = true;
 		return;
 	}
+	/* the messages never read: up to the log's start, or past its end */
+	gap_end = part->next_offset < low ? low : high;
 	if (strcmp(w.sub->on_gap, "stop") == 0)
 	{
-		ingest_store_gap(w.sub, part, low, "stopped", -1);
+		ingest_store_gap(w.sub, part, gap_end, "stopped", -1);
 		kafka_consumer_pause(w.consumer, part->topic, part->partition, true);
 		part->paused = true;
 		part->stopped = true;
@@ -712,9 +745,9 @@ consumer_error(rd_kafka_message_t *msg)
 		return;
 	}
 	if (strcmp(w.sub->on_gap, "earliest") == 0)
-		ingest_store_gap(w.sub, part, low, "skipped to earliest", low);
+		ingest_store_gap(w.sub, part, gap_end, "skipped to earliest", low);
 	else
-		ingest_store_gap(w.sub, part, low, "skipped to latest", high);
+		ingest_store_gap(w.sub, part, gap_end, "skipped to latest", high);
 	ereport(WARNING,
 			errmsg("inbox_outbox subscription \"%s\" skipped a gap in %s [%d] from offset " INT64_FORMAT,
 				   w.sub->name, part->topic, part->partition, part->next_offset));
@@ -731,9 +764,13 @@ partitions_changed(void)
 
 	forboth(lt, w.sub->topics, lc, w.topic_counts)
 	{
-		int			n = kafka_consumer_partitions(w.consumer, lfirst(lt), 2000,
+		int			n = kafka_consumer_partitions(w.consumer, lfirst(lt),
+												  w.consumer->brokers_down ? 500 : 2000,
 												  errbuf, sizeof(errbuf));
 
+		/* an answer from the brokers: they are back */
+		if (n >= 0)
+			w.consumer->brokers_down = false;
 		if (n >= 0 && n != lfirst_int(lc))
 		{
 			ereport(LOG,
@@ -972,6 +1009,19 @@ run(void)
 		if (w.restart)
 			return;
 
+		/*
+		 * Partitions added to a topic, every INGEST_METADATA_MS, busy or
+		 * not; while librdkafka says the brokers are down, a metadata
+		 * answer every idle wait tells when they are back.
+		 */
+		if (TimestampDifferenceExceeds(w.last_metadata, now, INGEST_METADATA_MS) ||
+			w.consumer->brokers_down)
+		{
+			w.last_metadata = now;
+			if (partitions_changed())
+				return;
+		}
+
 		n = kafka_consumer_take(w.consumer, msgs, max);
 		if (n == 0)
 		{
@@ -979,21 +1029,10 @@ run(void)
 
 			for (int i = 0; i < w.nparts; i++)
 				held |= (w.parts[i].held != NIL);
+			/* a stopped partition shows in ingest_status by its gap row */
 			if (!held)
-			{
-				bool		stopped = false;
-
-				for (int i = 0; i < w.nparts; i++)
-					stopped |= w.parts[i].stopped;
 				set_state(w.consumer->brokers_down ? INGEST_BROKER_UNREACHABLE :
-						  stopped ? INGEST_STOPPED_GAP : INGEST_IDLE);
-			}
-			if (TimestampDifferenceExceeds(w.last_metadata, now, INGEST_METADATA_MS))
-			{
-				w.last_metadata = now;
-				if (partitions_changed())
-					return;
-			}
+						  INGEST_IDLE);
 			wait = held_wait_ms(now);
 			worker_wait(wait >= 0 ? Min(wait, INGEST_IDLE_WAIT_MS) : INGEST_IDLE_WAIT_MS);
 			continue;

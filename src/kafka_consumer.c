@@ -217,9 +217,11 @@ kafka_consumer_take(KafkaConsumer *consumer, rd_kafka_message_t **messages, int 
 	rd_kafka_poll(consumer->rk, 0);
 	kafka_log_report(&consumer->log, NULL);
 	n = rd_kafka_consume_batch_queue(consumer->queue, 0, messages, max);
+	/*
+	 * brokers_down is cleared by an answer to a request (ingest.c), not by
+	 * a message, which may have been fetched before they went away.
+	 */
 	if (n < 0)
 		return 0;
-	if (n > 0)
-		consumer->brokers_down = false;
 	return (int) n;
 }

@@ -70,3 +70,7 @@ BEGIN
 	INSERT INTO public.latency VALUES (f[1], f[2]::bigint, clock_timestamp());
 END $$;
 ALTER FUNCTION record_latency OWNER TO bench_ingester;
+
+-- The same messages as a plain consumer (kcat) received them, to compare
+-- each message's commit with its receipt by Kafka alone.
+CREATE TABLE kcat_seen (tag text, sent_us bigint, received_us bigint);
