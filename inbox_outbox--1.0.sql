@@ -855,18 +855,22 @@ COMMENT ON TABLE inbox_outbox.relay_progress IS
 -- Ingestion (docs/ingest.md): subscriptions that consume Kafka topics into
 -- this database through a handler.  A worker per subscription (and per
 -- inbox_outbox.subscribe(workers => n)) claims each event in the inbox under
--- the subscription's name, calls the handler as the subscription's owner,
+-- the consumer name 'ingest:' || the subscription's name (a name no
+-- inbox_try_claim() caller can collide with by accident), calls the handler
+-- as the subscription's owner,
 -- and moves the partition's next offset, all in one transaction per batch,
 -- so that the offsets here always match the handler's committed effects.
 -- The functions are in src/ingest_admin.c, the worker in src/ingest.c.
 -- Only those functions write these tables; they are not granted to anyone.
 --
 
+-- handler is the function's schema-qualified signature, as text: pg_upgrade
+-- refuses tables with regprocedure columns (function OIDs are not kept).
 CREATE TABLE inbox_outbox.subscription (
 	name			text PRIMARY KEY,
 	owner			regrole NOT NULL,
 	topics			text[] NOT NULL,
-	handler			regprocedure NOT NULL,
+	handler			text NOT NULL,
 	start_from		text NOT NULL,
 	event_id		text NOT NULL,
 	batch_size		integer NOT NULL,
@@ -902,6 +906,7 @@ CREATE TABLE inbox_outbox.ingest_dead_letter (
 	topic			text NOT NULL,
 	partition		integer NOT NULL,
 	"offset"		bigint NOT NULL,
+	event_id		text,
 	key				bytea,
 	payload			bytea,
 	headers			jsonb,
@@ -961,7 +966,7 @@ CREATE FUNCTION @extschema@.unsubscribe(name text) RETURNS void
 	LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@.unsubscribe(text) IS
-	'stop a subscription for good and forget its offsets (its dead letters stay)';
+	'stop a subscription for good and forget its offsets, inbox claims and dead letters';
 
 CREATE FUNCTION @extschema@.subscription_pause(name text) RETURNS void
 	AS 'MODULE_PATHNAME', 'ingest_pause'

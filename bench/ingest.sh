@@ -23,7 +23,7 @@
 # is spent waiting for librdkafka's fetcher; a last ingestion run with
 # pg_stat_statements.track = all shows where the rest goes.
 # Usage: bash bench/ingest.sh   (as root or as a user that can install);
-# about 5 minutes on 2 cores.  Logs stay in the work directory
+# about 3 minutes on 2 cores.  Logs stay in the work directory
 # (postgres.log, kafka/server.log).
 # Environment: INGEST_BENCH_MESSAGES (N, default 200000), INGEST_BENCH_REPS
 # (runs of each side of 1 and 2, default 3), INGEST_BENCH_LATENCY_SECONDS

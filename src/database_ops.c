@@ -247,8 +247,11 @@ wait_for_relay_to_leave(Oid dbid)
 		if (GetCurrentTimestamp() >= deadline)
 		{
 			ereport(LOG,
+					relay ?
 					errmsg("inbox_outbox relay with PID %d did not leave database %u within %d ms",
-						   (int) (relay ? relay : ingest[0]), dbid, RELAY_LEAVE_TIMEOUT));
+						   (int) relay, dbid, RELAY_LEAVE_TIMEOUT) :
+					errmsg("inbox_outbox ingestion worker with PID %d did not leave database %u within %d ms",
+						   (int) ingest[0], dbid, RELAY_LEAVE_TIMEOUT));
 			return;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

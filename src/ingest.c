@@ -104,12 +104,16 @@ typedef struct IngestWorker
 	List	   *topic_counts;	/* partitions per topic when assigned */
 	TimestampTz last_metadata;
 	bool		restart;		/* set on a fence, a gap that moves on */
+	char	   *brokers;		/* the Kafka settings of the consumer */
+	char	   *kafka_config;
 	MemoryContext run_cxt;		/* reset at every start */
 	MemoryContext batch_cxt;	/* reset after every batch */
 } IngestWorker;
 
 static IngestWorker w;
 static InboxOutboxShared *shared;
+
+static void worker_reload(void);
 
 /*
  * Shared memory
@@ -233,12 +237,29 @@ worker_backoff(long ms)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		if (must_restart())
+			worker_reload();
+		if (must_restart() || w.restart)
 			return false;
+	}
+}
+
+/*
+ * After a reload: start over (a new consumer) if the brokers or the Kafka
+ * properties changed, as rotated credentials must reach the consumer.
+ */
+static void
+worker_reload(void)
+{
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	if (w.brokers != NULL &&
+		(strcmp(w.brokers, *relay_api->brokers ? *relay_api->brokers : "") != 0 ||
+		 strcmp(w.kafka_config, *relay_api->kafka_config ? *relay_api->kafka_config : "") != 0))
+	{
+		ereport(LOG,
+				errmsg("inbox_outbox ingestion worker %d of subscription \"%s\" reconnects: the Kafka settings changed",
+					   w.slot->worker, w.slot->subscription));
+		w.restart = true;
 	}
 }
 
@@ -255,10 +276,7 @@ worker_wait(long timeout_ms)
 	ResetLatch(MyLatch);
 	CHECK_FOR_INTERRUPTS();
 	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
+		worker_reload();
 }
 
 static long
@@ -507,11 +525,12 @@ one_failed(IngestMessage *m, IngestOutcome outcome, IngestFailure *failure,
 	{
 		/* not the message's fault: try again later, uncounted */
 		record_error(failure->message);
+		m->part->transient++;
 		if (held)
 			m->part->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															backoff_ms(1));
+															backoff_ms(m->part->transient));
 		else
-			hold(m, backoff_ms(1));
+			hold(m, backoff_ms(m->part->transient));
 		return false;
 	}
 	m->attempts++;
@@ -573,6 +592,7 @@ deliver_one(IngestMessage *m, bool held)
 	{
 		case INGEST_DONE:
 			advance(m);
+			m->part->transient = 0;
 			count(&tally, 0);
 			return true;
 		case INGEST_FENCED:
@@ -764,7 +784,10 @@ partitions_changed(void)
 
 	forboth(lt, w.sub->topics, lc, w.topic_counts)
 	{
-		int			n = kafka_consumer_partitions(w.consumer, lfirst(lt),
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		n = kafka_consumer_partitions(w.consumer, lfirst(lt),
 												  w.consumer->brokers_down ? 500 : 2000,
 												  errbuf, sizeof(errbuf));
 
@@ -860,6 +883,14 @@ start(void)
 		return false;
 	}
 
+	if (w.brokers)
+		pfree(w.brokers);
+	if (w.kafka_config)
+		pfree(w.kafka_config);
+	w.brokers = MemoryContextStrdup(TopMemoryContext,
+									*relay_api->brokers ? *relay_api->brokers : "");
+	w.kafka_config = MemoryContextStrdup(TopMemoryContext,
+										 *relay_api->kafka_config ? *relay_api->kafka_config : "");
 	w.consumer = kafka_consumer_new(*relay_api->brokers, *relay_api->kafka_config,
 									psprintf("inbox_outbox-%s-%s",
 											 dbname,
@@ -887,70 +918,118 @@ start(void)
 	w.topic_counts = counts;
 	w.parts = palloc0(sizeof(IngestPartition) * Max(max_parts, 1));
 
-	/* their offsets; a first offset for a partition never read */
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(w.run_cxt);
+	/*
+	 * Their offsets.  A topic the subscription never read gets a first
+	 * offset for every partition at once (start_from's end of the log), so
+	 * that every worker of the subscription starts from the same point; a
+	 * partition added later starts at its earliest offset.  Kafka is asked
+	 * between two transactions, not inside one.
+	 */
 	{
 		ListCell   *lt,
 				   *ln;
+		int			ntopic = 0;
+		int64	  **stored = palloc0(sizeof(int64 *) * list_length(w.sub->topics));
+		bool	   *topic_read = palloc0(sizeof(bool) * list_length(w.sub->topics));
+		bool		missing = false;
 
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(w.run_cxt);
 		forboth(lt, w.sub->topics, ln, counts)
 		{
-			const char *topic = lfirst(lt);
-			bool		topic_read = false;
-			int			first = w.nparts;
-
+			stored[ntopic] = palloc(sizeof(int64) * Max(lfirst_int(ln), 1));
 			for (int p = 0; p < lfirst_int(ln); p++)
 			{
-				int64		offset = ingest_store_offset(w.sub->name, topic, p);
+				stored[ntopic][p] = ingest_store_offset(w.sub->name, lfirst(lt), p);
+				if (stored[ntopic][p] >= 0)
+					topic_read[ntopic] = true;
+				else
+					missing = true;
+			}
+			ntopic++;
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(w.run_cxt);
 
-				if (offset >= 0)
-					topic_read = true;
+		if (missing)
+		{
+			/* ask Kafka where each missing partition starts */
+			ntopic = 0;
+			forboth(lt, w.sub->topics, ln, counts)
+			{
+				bool		latest = !topic_read[ntopic] &&
+					strcmp(w.sub->start_from, "latest") == 0;
+
+				for (int p = 0; p < lfirst_int(ln); p++)
+				{
+					int64		low,
+								high;
+
+					if (stored[ntopic][p] >= 0)
+						continue;
+					/* another worker's partitions too, for a topic never read */
+					if (topic_read[ntopic] && p % w.sub->workers != w.slot->worker)
+						continue;
+					CHECK_FOR_INTERRUPTS();
+					if (!kafka_consumer_bounds(w.consumer, lfirst(lt), p,
+											   INGEST_KAFKA_TIMEOUT_MS, &low, &high,
+											   errbuf, sizeof(errbuf)))
+					{
+						set_state(INGEST_BROKER_UNREACHABLE);
+						record_error(errbuf);
+						drop_consumer();
+						return false;
+					}
+					stored[ntopic][p] = latest ? high : low;
+				}
+				ntopic++;
+			}
+
+			/* write them; a row another worker or a seek made first wins */
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			MemoryContextSwitchTo(w.run_cxt);
+			ntopic = 0;
+			forboth(lt, w.sub->topics, ln, counts)
+			{
+				for (int p = 0; p < lfirst_int(ln); p++)
+				{
+					if (stored[ntopic][p] < 0)
+						continue;
+					ingest_store_start_offset(w.sub->name, lfirst(lt), p, stored[ntopic][p]);
+					stored[ntopic][p] = ingest_store_offset(w.sub->name, lfirst(lt), p);
+				}
+				ntopic++;
+			}
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(w.run_cxt);
+		}
+
+		/* this worker's share */
+		ntopic = 0;
+		forboth(lt, w.sub->topics, ln, counts)
+		{
+			for (int p = 0; p < lfirst_int(ln); p++)
+			{
 				if (p % w.sub->workers != w.slot->worker)
 					continue;
-				w.parts[w.nparts].topic = MemoryContextStrdup(w.run_cxt, topic);
+				if (stored[ntopic][p] < 0)
+					elog(ERROR, "offset of %s [%d] missing after it was written",
+						 (char *) lfirst(lt), p);
+				w.parts[w.nparts].topic = MemoryContextStrdup(w.run_cxt, lfirst(lt));
 				w.parts[w.nparts].partition = p;
-				w.parts[w.nparts].next_offset = offset;
+				w.parts[w.nparts].next_offset = stored[ntopic][p];
 				w.parts[w.nparts].high = -1;
 				w.nparts++;
 			}
-			for (int i = first; i < w.nparts; i++)
-			{
-				IngestPartition *part = &w.parts[i];
-				int64		low,
-							high;
-
-				if (part->next_offset >= 0)
-					continue;
-				if (!kafka_consumer_bounds(w.consumer, topic, part->partition,
-										   INGEST_KAFKA_TIMEOUT_MS, &low, &high,
-										   errbuf, sizeof(errbuf)))
-				{
-					PopActiveSnapshot();
-					AbortCurrentTransaction();
-					MemoryContextSwitchTo(w.run_cxt);
-					set_state(INGEST_BROKER_UNREACHABLE);
-					record_error(errbuf);
-					drop_consumer();
-					return false;
-				}
-				part->next_offset = (!topic_read && strcmp(w.sub->start_from, "latest") == 0) ?
-					high : low;
-				ingest_store_start_offset(w.sub->name, topic, part->partition,
-										  part->next_offset);
-				/* a concurrent seek may have made the row first */
-				part->next_offset = ingest_store_offset(w.sub->name, topic, part->partition);
-				if (part->next_offset < 0)
-					elog(ERROR, "offset of %s [%d] missing after it was written",
-						 topic, part->partition);
-			}
+			ntopic++;
 		}
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(w.run_cxt);
 
 	{
 		KafkaStart *starts = palloc(sizeof(KafkaStart) * Max(w.nparts, 1));
@@ -1058,7 +1137,18 @@ run(void)
 			}
 			if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
-				consumer_error(msg);
+				/*
+				 * What was fetched before the error comes first: commit it,
+				 * so that a gap starts where the partition really stands.
+				 */
+				if (nbatch > 0)
+				{
+					flush_batch(batch, nbatch);
+					nbatch = 0;
+					bytes = 0;
+				}
+				if (!w.restart)
+					consumer_error(msg);
 				rd_kafka_message_destroy(msg);
 				continue;
 			}
@@ -1135,8 +1225,6 @@ inbox_outbox_ingest_main(Datum main_arg)
 	claim_slot(slotno);
 	pgstat_report_appname("inbox_outbox ingest");
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
-	/* a lost commit loses its offsets with its effects: both are read again */
-	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	w.run_cxt = AllocSetContextCreate(TopMemoryContext, "inbox_outbox ingest",
 									  ALLOCSET_DEFAULT_SIZES);

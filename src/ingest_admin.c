@@ -44,6 +44,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
 
 #include "ingest_admin.h"
 #include "ingest_handler.h"
@@ -72,10 +73,11 @@ typedef struct IngestChange
 	char		name[INGEST_NAME_MAXLEN + 1];
 	bool		enabled;		/* as the transaction left the row */
 	int			workers;
+	int			level;			/* the subtransaction that made it */
 } IngestChange;
 
 static List *pending_changes = NIL;	/* in TopMemoryContext */
-static bool drop_all_pending = false;	/* DROP EXTENSION */
+static int	drop_all_level = 0;	/* DROP EXTENSION's subtransaction, or 0 */
 static bool callback_registered = false;
 
 /* The caller's identity while a function writes as the superuser. */
@@ -217,7 +219,7 @@ ingest_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (inbox_outbox_shared == NULL)
 				break;
-			if (drop_all_pending)
+			if (drop_all_level > 0)
 			{
 				/* the subscriptions went with the extension */
 				LWLockAcquire(inbox_outbox_shared->lock, LW_EXCLUSIVE);
@@ -254,15 +256,53 @@ ingest_xact_callback(XactEvent event, void *arg)
 			if (any)
 				launcher_wake(false);
 			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_changes != NIL || drop_all_level > 0)
+				ereport(ERROR,
+						errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("cannot PREPARE a transaction that changed a subscription"));
+			return;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
 			break;
 		default:
 			return;
 	}
 	list_free_deep(pending_changes);
 	pending_changes = NIL;
-	drop_all_pending = false;
+	drop_all_level = 0;
+}
+
+/*
+ * A subtransaction that rolls back takes its changes with it; one that
+ * commits hands them to its parent.
+ */
+static void
+ingest_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	foreach(lc, pending_changes)
+	{
+		IngestChange *change = lfirst(lc);
+
+		if (change->level < level)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			change->level = level - 1;
+		else
+		{
+			pending_changes = foreach_delete_current(pending_changes, lc);
+			pfree(change);
+		}
+	}
+	if (drop_all_level >= level)
+		drop_all_level = (event == SUBXACT_EVENT_COMMIT_SUB) ? level - 1 : 0;
 }
 
 static void
@@ -271,6 +311,7 @@ register_callback(void)
 	if (!callback_registered)
 	{
 		RegisterXactCallback(ingest_xact_callback, NULL);
+		RegisterSubXactCallback(ingest_subxact_callback, NULL);
 		callback_registered = true;
 	}
 }
@@ -280,7 +321,8 @@ void
 ingest_drop_all_at_commit(void)
 {
 	register_callback();
-	drop_all_pending = true;
+	if (drop_all_level == 0)
+		drop_all_level = GetCurrentTransactionNestLevel();
 }
 
 /* Apply the subscription's row, as this transaction leaves it, at commit. */
@@ -292,11 +334,12 @@ note_change(const char *name, bool enabled, int workers)
 	ListCell   *lc;
 
 	register_callback();
+	/* one entry per subtransaction level: a rollback to it drops only its own */
 	foreach(lc, pending_changes)
 	{
 		IngestChange *c = lfirst(lc);
 
-		if (strcmp(c->name, name) == 0)
+		if (strcmp(c->name, name) == 0 && c->level == GetCurrentTransactionNestLevel())
 			change = c;
 	}
 	if (change == NULL)
@@ -304,6 +347,7 @@ note_change(const char *name, bool enabled, int workers)
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		change = palloc0(sizeof(IngestChange));
 		strlcpy(change->name, name, sizeof(change->name));
+		change->level = GetCurrentTransactionNestLevel();
 		pending_changes = lappend(pending_changes, change);
 		MemoryContextSwitchTo(old);
 	}
@@ -540,14 +584,14 @@ ingest_subscribe(PG_FUNCTION_ARGS)
 	if (OidIsValid(owner))
 		check_owner(name, owner, caller);
 	{
-		Oid			argtypes[10] = {TEXTOID, OIDOID, TEXTARRAYOID, OIDOID, TEXTOID,
+		Oid			argtypes[10] = {TEXTOID, OIDOID, TEXTARRAYOID, TEXTOID, TEXTOID,
 		TEXTOID, INT4OID, INT4OID, TEXTOID, INT4OID};
 		Datum		values[10];
 
 		values[0] = CStringGetTextDatum(name);
 		values[1] = ObjectIdGetDatum(caller);
 		values[2] = topics;
-		values[3] = ObjectIdGetDatum(handler);
+		values[3] = CStringGetTextDatum(format_procedure_qualified(handler));
 		values[4] = CStringGetTextDatum(start_from);
 		values[5] = CStringGetTextDatum(event_id);
 		values[6] = Int32GetDatum(batch_size);
@@ -557,7 +601,7 @@ ingest_subscribe(PG_FUNCTION_ARGS)
 		if (SPI_execute_with_args("INSERT INTO inbox_outbox.subscription AS s "
 								  "(name, owner, topics, handler, start_from, event_id, "
 								  " batch_size, max_attempts, on_gap, workers, enabled) "
-								  "VALUES ($1, $2::pg_catalog.regrole, $3, $4::pg_catalog.regprocedure, "
+								  "VALUES ($1, $2::pg_catalog.regrole, $3, $4, "
 								  " $5, $6, $7, $8, $9, $10, true) "
 								  "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
 								  " topics = excluded.topics, handler = excluded.handler, "
@@ -584,12 +628,22 @@ ingest_unsubscribe(PG_FUNCTION_ARGS)
 	admin_begin(&section);
 	owner = lock_subscription(name, NULL, NULL);
 	check_owner(name, owner, section.userid);
+	/*
+	 * Everything of the subscription goes, so that a subscription made later
+	 * under the same name, by any role, inherits no claims, dead letters or
+	 * gaps.
+	 */
 	if (SPI_execute_with_args("DELETE FROM inbox_outbox.subscription_offset "
 							  "WHERE subscription OPERATOR(pg_catalog.=) $1",
 							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE ||
 		SPI_execute_with_args("DELETE FROM inbox_outbox.ingest_gap "
-							  "WHERE subscription OPERATOR(pg_catalog.=) $1 "
-							  "AND action OPERATOR(pg_catalog.=) 'stopped'",
+							  "WHERE subscription OPERATOR(pg_catalog.=) $1",
+							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("DELETE FROM inbox_outbox.ingest_dead_letter "
+							  "WHERE subscription OPERATOR(pg_catalog.=) $1",
+							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("DELETE FROM inbox_outbox.inbox "
+							  "WHERE consumer OPERATOR(pg_catalog.=) ('" INGEST_CONSUMER_PREFIX "' OPERATOR(pg_catalog.||) $1)",
 							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE ||
 		SPI_execute_with_args("DELETE FROM inbox_outbox.subscription "
 							  "WHERE name OPERATOR(pg_catalog.=) $1",
@@ -704,14 +758,10 @@ ingest_seek(PG_FUNCTION_ARGS)
  * handler again takes.  Inside an admin section.
  */
 #define DEAD_LETTER_COLUMNS \
-	"SELECT d.id::pg_catalog.uuid, s.owner::pg_catalog.oid, s.handler::pg_catalog.oid, " \
-	" d.subscription, d.topic, d.partition, d.\"offset\", d.key, d.payload, d.headers, d.ts, " \
-	" CASE WHEN s.event_id OPERATOR(pg_catalog.=) 'key' " \
-	"      THEN pg_catalog.convert_from(d.key, 'UTF8') " \
-	"      WHEN s.event_id OPERATOR(pg_catalog.=) 'offset' " \
-	"      THEN d.topic OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.partition::pg_catalog.text " \
-	"           OPERATOR(pg_catalog.||) '/' OPERATOR(pg_catalog.||) d.\"offset\"::pg_catalog.text " \
-	"      ELSE d.headers OPERATOR(pg_catalog.->>) pg_catalog.substr(s.event_id, 8) END " \
+	"SELECT d.id::pg_catalog.uuid, s.owner::pg_catalog.oid, " \
+	" pg_catalog.to_regprocedure(s.handler)::pg_catalog.oid, " \
+	" '" INGEST_CONSUMER_PREFIX "' OPERATOR(pg_catalog.||) d.subscription, " \
+	" d.topic, d.partition, d.\"offset\", d.key, d.payload, d.headers, d.ts, d.event_id " \
 	"FROM inbox_outbox.ingest_dead_letter d " \
 	"JOIN inbox_outbox.subscription s ON s.name OPERATOR(pg_catalog.=) d.subscription "
 
@@ -733,6 +783,10 @@ dead_letters(FunctionCallInfo fcinfo, bool lock)
 		int			n;
 
 		/* a ulid is stored as a uuid's 16 bytes: compare them as uuids */
+		if (array_contains_nulls(ids))
+			ereport(ERROR,
+					errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					errmsg("dead letter ids must not be null"));
 		deconstruct_array(ids, ARR_ELEMTYPE(ids), ULID_LEN, false, TYPALIGN_CHAR,
 						  &elems, &nulls, &n);
 		arg = PointerGetDatum(construct_array(elems, n, UUIDOID, ULID_LEN, false,
@@ -785,6 +839,7 @@ ingest_redrive(PG_FUNCTION_ARGS)
 		Datum		id = SPI_getbinval(tuple, desc, 1, &isnull);
 		Oid			owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
 		Oid			handler = DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull));
+		Oid			handler_or_none = isnull ? InvalidOid : handler;
 		Datum		subscription = SPI_getbinval(tuple, desc, 4, &isnull);
 		Datum		event_id;
 		bool		no_event_id;
@@ -794,12 +849,10 @@ ingest_redrive(PG_FUNCTION_ARGS)
 
 		if (!may_change(section.userid, owner))
 			continue;
+		/* the id the worker would have claimed; a message without one stays */
 		event_id = SPI_getbinval(tuple, desc, 12, &no_event_id);
 		if (no_event_id)
-			ereport(ERROR,
-					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("dead letter %s has no event id",
-						   DatumGetCString(DirectFunctionCall1(uuid_out, id))));
+			continue;
 		claim_args[0] = subscription;
 		claim_args[1] = event_id;
 		if (SPI_execute_with_args("INSERT INTO inbox_outbox.inbox (consumer, event_id) "
@@ -812,14 +865,14 @@ ingest_redrive(PG_FUNCTION_ARGS)
 			Datum		args[INGEST_HANDLER_NARGS];
 			bool		nulls[INGEST_HANDLER_NARGS];
 
-			if (!ingest_handler_usable(handler, owner, &problem))
+			if (!ingest_handler_usable(handler_or_none, owner, &problem))
 				ereport(ERROR,
 						errcode(problem.sqlstate),
 						errmsg("%s", problem.message),
 						problem.hint ? errhint("%s", problem.hint) : 0);
 			for (int i = 0; i < INGEST_HANDLER_NARGS; i++)
 				args[i] = SPI_getbinval(tuple, desc, 5 + i, &nulls[i]);
-			fmgr_info(handler, &flinfo);
+			fmgr_info(handler_or_none, &flinfo);
 			ingest_handler_call(&flinfo, owner, args, nulls);
 		}
 		delete_dead_letter(id);

@@ -36,8 +36,9 @@
  *
  * The worker's statements run as the bootstrap superuser with search_path
  * "pg_catalog, pg_temp", qualified operators, and typed parameters, like
- * the relay's.  Its commits do not wait for a WAL flush: a crash that loses
- * one loses the batch's effects with its offsets, which are read again.
+ * the relay's.  Its commits wait for the WAL flush like any other
+ * (synchronous_commit as configured): a handler may publish events through
+ * the outbox, which the relay may send as soon as the commit is visible.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +48,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -79,7 +81,8 @@ prepare_plans(void)
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
 		claim_plan = spi_prepare_kept("INSERT INTO inbox_outbox.inbox (consumer, event_id) "
-									  "VALUES ($1, $2) ON CONFLICT DO NOTHING",
+									  "VALUES ('" INGEST_CONSUMER_PREFIX "' OPERATOR(pg_catalog.||) $1, $2) "
+									  "ON CONFLICT DO NOTHING",
 									  2, types);
 	}
 	if (advance_plan == NULL)
@@ -96,14 +99,14 @@ prepare_plans(void)
 	}
 	if (dead_letter_plan == NULL)
 	{
-		Oid			types[11] = {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID,
-		JSONBOID, TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID};
+		Oid			types[12] = {TEXTOID, TEXTOID, INT4OID, INT8OID, BYTEAOID, BYTEAOID,
+		JSONBOID, TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
 
 		dead_letter_plan = spi_prepare_kept("INSERT INTO inbox_outbox.ingest_dead_letter "
 											"(subscription, topic, partition, \"offset\", key, payload, "
-											" headers, ts, attempts, sqlstate, error) "
-											"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-											11, types);
+											" headers, ts, attempts, sqlstate, error, event_id) "
+											"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+											12, types);
 	}
 }
 
@@ -122,7 +125,8 @@ ingest_store_subscription(const char *name)
 	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid, handler::pg_catalog.oid, topics, "
+	if (SPI_execute_with_args("SELECT owner::pg_catalog.oid, "
+							  " pg_catalog.to_regprocedure(handler)::pg_catalog.oid, topics, "
 							  " start_from, event_id, batch_size, max_attempts, on_gap, "
 							  " workers, enabled "
 							  "FROM inbox_outbox.subscription WHERE name OPERATOR(pg_catalog.=) $1",
@@ -140,6 +144,8 @@ ingest_store_subscription(const char *name)
 	sub->name = MemoryContextStrdup(caller, name);
 	sub->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
 	sub->handler = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
+	if (isnull)
+		sub->handler = InvalidOid;	/* dropped or renamed: unusable */
 	topics = SPI_getbinval(tuple, desc, 3, &isnull);
 	deconstruct_array(DatumGetArrayTypeP(topics), TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, NULL, &n);
@@ -335,14 +341,21 @@ in_transaction(IngestOutcome (*work) (void *arg, IngestFailure *failure),
 
 		MemoryContextSwitchTo(caller);
 		edata = CopyErrorData();
+		/* out of every (sub)transaction the error may have left open */
+		HOLD_INTERRUPTS();
+		AbortOutOfAnyTransaction();
 		FlushErrorState();
-		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		MemoryContextSwitchTo(caller);
 		failure->sqlstate = edata->sqlerrcode;
-		failure->message = edata->message;
+		failure->message = pstrdup(edata->message ? edata->message : "unknown error");
 		outcome = classify(edata->sqlerrcode);
+		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(caller);
+	/* table statistics for autovacuum: the offsets, the inbox, the handler's */
+	pgstat_report_stat(false);
 	return outcome;
 }
 
@@ -452,8 +465,8 @@ dead_letter_work(void *arg, IngestFailure *failure)
 {
 	BatchWork  *w = (BatchWork *) arg;
 	IngestMessage *m = w->messages[0];
-	Datum		args[11];
-	char		nulls[11];
+	Datum		args[12];
+	char		nulls[12];
 
 	if (!lock_partitions(w->sub, w->messages, 1))
 		return INGEST_FENCED;
@@ -477,6 +490,10 @@ dead_letter_work(void *arg, IngestFailure *failure)
 	args[8] = Int32GetDatum(m->attempts);
 	args[9] = CStringGetTextDatum(unpack_sql_state(w->why->sqlstate));
 	args[10] = CStringGetTextDatum(w->why->message ? w->why->message : "");
+	if (m->event_id != NULL)
+		args[11] = CStringGetTextDatum(m->event_id);
+	else
+		nulls[11] = 'n';
 	if (SPI_execute_plan(dead_letter_plan, args, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write a dead letter of subscription \"%s\"", w->sub->name);
 	advance_partitions(w->sub, w->messages, 1);
@@ -525,13 +542,22 @@ ingest_store_gap(IngestSubscription *sub, IngestPartition *part, int64 to_offset
 		elog(ERROR, "could not record a gap of subscription \"%s\"", sub->name);
 	if (new_offset >= 0)
 	{
-		args[3] = Int64GetDatum(new_offset);
+		Oid			move_types[5] = {TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID};
+		Datum		move_args[5];
+
+		/* only from where the worker is: a seek committed meanwhile wins */
+		move_args[0] = args[0];
+		move_args[1] = args[1];
+		move_args[2] = args[2];
+		move_args[3] = Int64GetDatum(part->next_offset);
+		move_args[4] = Int64GetDatum(new_offset);
 		if (SPI_execute_with_args("UPDATE inbox_outbox.subscription_offset "
-								  "SET next_offset = $4, updated_at = pg_catalog.clock_timestamp() "
+								  "SET next_offset = $5, updated_at = pg_catalog.clock_timestamp() "
 								  "WHERE subscription OPERATOR(pg_catalog.=) $1 "
 								  "AND topic OPERATOR(pg_catalog.=) $2 "
-								  "AND partition OPERATOR(pg_catalog.=) $3",
-								  4, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+								  "AND partition OPERATOR(pg_catalog.=) $3 "
+								  "AND next_offset OPERATOR(pg_catalog.=) $4",
+								  5, move_types, move_args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not move an offset of subscription \"%s\"", sub->name);
 	}
 	SPI_finish();

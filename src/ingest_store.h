@@ -36,6 +36,7 @@ typedef struct IngestPartition
 	int64		high;			/* Kafka's high watermark as last seen, or -1 */
 	List	   *held;			/* IngestMessage *, waiting for retry_at */
 	TimestampTz retry_at;
+	int			transient;		/* transient failures in a row */
 	bool		paused;			/* in librdkafka */
 	bool		stopped;		/* at a retention gap (on_gap = 'stop') */
 } IngestPartition;

@@ -106,7 +106,9 @@ typedef struct InboxConsumerStats
  * 0 .. n - 1, and worker w consumes the partitions p with p % n = w.
  */
 #define INGEST_MAX_WORKERS		32
-#define INGEST_NAME_MAXLEN		63	/* also the inbox consumer's limit */
+#define INGEST_NAME_MAXLEN		56
+/* a subscription claims in the inbox as "ingest:<name>" (63 bytes at most) */
+#define INGEST_CONSUMER_PREFIX	"ingest:"
 
 typedef enum IngestState
 {
