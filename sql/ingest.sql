@@ -125,15 +125,18 @@ CREATE OR REPLACE FUNCTION regress_handler(topic text, partition int, "offset" b
 	RETURNS void LANGUAGE sql
 	AS $$ INSERT INTO public.regress_effects VALUES ("offset", current_user) $$;
 INSERT INTO inbox_outbox.ingest_dead_letter
-	(id, subscription, topic, partition, "offset", key, payload, attempts, sqlstate, error)
-VALUES ('01JDQ2T0000000000000000001', 'orders_in', 'orders', 0, 11, 'k11', 'p', 5, 'P0001', 'boom'),
-       ('01JDQ2T0000000000000000002', 'orders_in', 'orders', 0, 12, 'k12', 'p', 5, 'P0001', 'boom'),
-       ('01JDQ2T0000000000000000003', 'orders_in', 'orders', 1, 13, 'k11', 'p', 5, 'P0001', 'boom');
+	(id, subscription, topic, partition, "offset", event_id, key, payload, attempts, sqlstate, error)
+VALUES ('01JDQ2T0000000000000000001', 'orders_in', 'orders', 0, 11, 'k11', 'k11', 'p', 5, 'P0001', 'boom'),
+       ('01JDQ2T0000000000000000002', 'orders_in', 'orders', 0, 12, 'k12', 'k12', 'p', 5, 'P0001', 'boom'),
+       ('01JDQ2T0000000000000000003', 'orders_in', 'orders', 1, 13, 'k11', 'k11', 'p', 5, 'P0001', 'boom'),
+       ('01JDQ2T0000000000000000004', 'orders_in', 'orders', 1, 14, NULL, NULL, 'p', 5, '22023', 'no event id');
 SET ROLE regress_io_sub2;
 SELECT ingest_redrive();
 SELECT ingest_discard(ARRAY['01JDQ2T0000000000000000001']::ulid[]);
 RESET ROLE;
 SET ROLE regress_io_sub;
+SELECT ingest_discard(ARRAY[NULL]::ulid[]);
+\echo :LAST_ERROR_SQLSTATE
 SELECT ingest_redrive(ARRAY['01JDQ2T0000000000000000001', '01JDQ2T0000000000000000003']::ulid[]);
 SELECT ingest_discard(ARRAY['01JDQ2T0000000000000000002']::ulid[]);
 RESET ROLE;
@@ -141,11 +144,19 @@ SELECT * FROM regress_effects ORDER BY n;
 SELECT consumer, event_id FROM inbox_outbox.inbox ORDER BY event_id;
 SELECT count(*) AS dead_letters_left FROM inbox_outbox.ingest_dead_letter;
 
--- unsubscribe forgets the offsets.
+-- A redrive of all leaves what has no event id (nothing to claim it by).
+SET ROLE regress_io_sub;
+SELECT ingest_redrive();
+RESET ROLE;
+SELECT id, event_id FROM inbox_outbox.ingest_dead_letter;
+
+-- unsubscribe forgets the offsets, the inbox claims and the dead letters.
 SET ROLE regress_io_sub;
 SELECT unsubscribe('orders_in');
 RESET ROLE;
 SELECT count(*) AS offsets_left FROM inbox_outbox.subscription_offset;
+SELECT count(*) AS claims_left FROM inbox_outbox.inbox;
+SELECT count(*) AS dead_letters_left FROM inbox_outbox.ingest_dead_letter;
 
 DROP TABLE regress_effects;
 DROP FUNCTION regress_handler, regress_not_handler, regress_private_handler;

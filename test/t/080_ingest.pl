@@ -161,6 +161,20 @@ $node->safe_psql('postgres', q{SET ROLE ingester; SELECT subscription_resume('bi
 wait_effects($total, 'the messages of the pause');
 check_exactly_once($total, 'after pause and resume');
 
+# An unsubscribe inside a savepoint that rolls back changes nothing: the
+# worker keeps running.
+my $pid_before = ingest_pid();
+$node->safe_psql('postgres', q{
+	SET ROLE ingester;
+	BEGIN;
+	SAVEPOINT s;
+	SELECT unsubscribe('billing');
+	ROLLBACK TO SAVEPOINT s;
+	COMMIT;
+});
+sleep 1;
+is(ingest_pid(), $pid_before, 'an unsubscribe rolled back to a savepoint leaves the worker running');
+
 # Seek backwards: the messages are read again, and the inbox absorbs them.
 my $before = $node->safe_psql('postgres',
 	q{SELECT duplicates FROM inbox_outbox.ingest_workers() WHERE subscription = 'billing'});

@@ -434,7 +434,7 @@ is( $node->safe_psql('postgres', q{
 is( $node->safe_psql('postgres', q{
 		SELECT count(*) FROM inbox_outbox.inbox i
 		JOIN effects e ON i.event_id = e.topic || '/' || e.partition || '/' || e."offset"
-		WHERE i.consumer = 's_compact' AND e.topic = 'compact'}),
+		WHERE i.consumer = 'ingest:s_compact' AND e.topic = 'compact'}),
 	'60', 'event_id => offset claimed topic/partition/offset for every record');
 $expected{compact} = [ [ sort keys %tombstone ] ];
 part_done('part 3 (compacted topic, tombstones)');
