@@ -55,8 +55,6 @@ PG_FUNCTION_INFO_V1(inbox_try_claim_ulid);
 PG_FUNCTION_INFO_V1(inbox_prune_once);
 PG_FUNCTION_INFO_V1(inbox_duplicates);
 
-/* Longest event id accepted: far below the btree entry limit. */
-#define INBOX_EVENT_ID_MAXLEN	512
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr prune_plan = NULL;

@@ -69,6 +69,12 @@ extern void log_redact_init(void);
 extern void publish_hint_init(void);
 extern void outbox_wake_init(void);
 
+/*
+ * Longest event id the inbox accepts, from inbox_try_claim() and from the
+ * ingestion worker: far below the btree entry limit.
+ */
+#define INBOX_EVENT_ID_MAXLEN	512
+
 /* The relay's retention of inbox claims (inbox.c). */
 #define INBOX_PRUNE_BATCH			10000	/* claims per transaction */
 #define INBOX_PRUNE_INTERVAL_MS		10000	/* how often a pass starts */

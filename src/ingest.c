@@ -90,7 +90,6 @@ PGDLLEXPORT void inbox_outbox_ingest_main(Datum main_arg);
 #define INGEST_KAFKA_TIMEOUT_MS	5000
 #define INGEST_RECHECK_MS		5000	/* a copy, an unreachable broker */
 #define INGEST_MAX_BACKOFF_MS	60000
-#define INGEST_EVENT_ID_MAXLEN	512		/* as inbox_try_claim() */
 #define INGEST_BATCH_MAX_BYTES	(16 * 1024 * 1024)	/* keys and values of a batch */
 
 typedef struct IngestWorker
@@ -391,10 +390,10 @@ set_event_id(IngestMessage *m, rd_kafka_message_t *msg, rd_kafka_headers_t *head
 			return;
 		}
 	}
-	if (size == 0 || size > INGEST_EVENT_ID_MAXLEN || !is_text(value, size))
+	if (size == 0 || size > INBOX_EVENT_ID_MAXLEN || !is_text(value, size))
 	{
 		m->event_id_error = psprintf("Its event id is empty, longer than %d bytes, or not valid text.",
-									 INGEST_EVENT_ID_MAXLEN);
+									 INBOX_EVENT_ID_MAXLEN);
 		return;
 	}
 	m->event_id = pnstrdup(value, size);
@@ -511,6 +510,19 @@ advance(IngestMessage *m)
 }
 
 /*
+ * Try the message again after ms: hold it (with the rest of its partition)
+ * if it is not held yet, or move the held partition's retry time.
+ */
+static void
+retry_later(IngestMessage *m, bool held, long ms)
+{
+	if (held)
+		m->part->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	else
+		hold(m, ms);
+}
+
+/*
  * What to do with one message that failed on its own: hold it for a retry,
  * or dead-letter it.  Returns whether its partition moved past it.
  */
@@ -526,22 +538,14 @@ one_failed(IngestMessage *m, IngestOutcome outcome, IngestFailure *failure,
 		/* not the message's fault: try again later, uncounted */
 		record_error(failure->message);
 		m->part->transient++;
-		if (held)
-			m->part->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															backoff_ms(m->part->transient));
-		else
-			hold(m, backoff_ms(m->part->transient));
+		retry_later(m, held, backoff_ms(m->part->transient));
 		return false;
 	}
 	m->attempts++;
 	if (m->event_id != NULL && m->attempts < w.sub->max_attempts)
 	{
 		record_error(failure->message);
-		if (held)
-			m->part->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															backoff_ms(m->attempts));
-		else
-			hold(m, backoff_ms(m->attempts));
+		retry_later(m, held, backoff_ms(m->attempts));
 		return false;
 	}
 	dl = ingest_store_dead_letter(w.sub, m, failure, &dl_failure);
@@ -562,11 +566,7 @@ one_failed(IngestMessage *m, IngestOutcome outcome, IngestFailure *failure,
 	else
 	{
 		record_error(dl_failure.message ? dl_failure.message : "could not write a dead letter");
-		if (held)
-			m->part->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															backoff_ms(m->attempts));
-		else
-			hold(m, backoff_ms(m->attempts));
+		retry_later(m, held, backoff_ms(m->attempts));
 	}
 	return false;
 }
@@ -665,13 +665,14 @@ process_batch(IngestMessage **batch, int n)
 
 	for (;;)
 	{
-		for (int i = 0; i < n; i++)
+		/* the high watermarks the offset rows record, once per partition */
+		for (int i = 0; i < w.nparts; i++)
 		{
-			int64		high = kafka_consumer_high_seen(w.consumer, batch[i]->part->topic,
-														batch[i]->part->partition);
+			int64		high = kafka_consumer_high_seen(w.consumer, w.parts[i].topic,
+														w.parts[i].partition);
 
 			if (high >= 0)
-				batch[i]->part->high = high;
+				w.parts[i].high = high;
 		}
 		outcome = ingest_store_batch(w.sub, batch, n, &failure, &tally);
 		if (outcome != INGEST_TRANSIENT)
@@ -930,6 +931,7 @@ start(void)
 				   *ln;
 		int			ntopic = 0;
 		int64	  **stored = palloc0(sizeof(int64 *) * list_length(w.sub->topics));
+		bool	  **asked = palloc0(sizeof(bool *) * list_length(w.sub->topics));
 		bool	   *topic_read = palloc0(sizeof(bool) * list_length(w.sub->topics));
 		bool		missing = false;
 
@@ -940,6 +942,7 @@ start(void)
 		forboth(lt, w.sub->topics, ln, counts)
 		{
 			stored[ntopic] = palloc(sizeof(int64) * Max(lfirst_int(ln), 1));
+			asked[ntopic] = palloc0(sizeof(bool) * Max(lfirst_int(ln), 1));
 			for (int p = 0; p < lfirst_int(ln); p++)
 			{
 				stored[ntopic][p] = ingest_store_offset(w.sub->name, lfirst(lt), p);
@@ -984,6 +987,7 @@ start(void)
 						return false;
 					}
 					stored[ntopic][p] = latest ? high : low;
+					asked[ntopic][p] = true;
 				}
 				ntopic++;
 			}
@@ -998,10 +1002,10 @@ start(void)
 			{
 				for (int p = 0; p < lfirst_int(ln); p++)
 				{
-					if (stored[ntopic][p] < 0)
+					if (!asked[ntopic][p])
 						continue;
-					ingest_store_start_offset(w.sub->name, lfirst(lt), p, stored[ntopic][p]);
-					stored[ntopic][p] = ingest_store_offset(w.sub->name, lfirst(lt), p);
+					stored[ntopic][p] = ingest_store_start_offset(w.sub->name, lfirst(lt), p,
+																  stored[ntopic][p]);
 				}
 				ntopic++;
 			}

@@ -195,24 +195,34 @@ ingest_store_offset(const char *subscription, const char *topic, int32 partition
 	return offset;
 }
 
-void
+int64
 ingest_store_start_offset(const char *subscription, const char *topic,
 						  int32 partition, int64 next_offset)
 {
 	Datum		args[4];
 	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
+	bool		isnull;
+	int64		stored;
 
 	args[0] = CStringGetTextDatum(subscription);
 	args[1] = CStringGetTextDatum(topic);
 	args[2] = Int32GetDatum(partition);
 	args[3] = Int64GetDatum(next_offset);
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO inbox_outbox.subscription_offset "
+	/* the row's offset, whether this made it or another worker or a seek did */
+	if (SPI_execute_with_args("INSERT INTO inbox_outbox.subscription_offset AS o "
 							  "(subscription, topic, partition, next_offset) "
-							  "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-							  4, types, args, NULL, false, 0) != SPI_OK_INSERT)
+							  "VALUES ($1, $2, $3, $4) "
+							  "ON CONFLICT (subscription, topic, partition) "
+							  "DO UPDATE SET next_offset = o.next_offset "
+							  "RETURNING o.next_offset",
+							  4, types, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
 		elog(ERROR, "could not write an offset of subscription \"%s\"", subscription);
+	stored = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										 1, &isnull));
 	SPI_finish();
+	return stored;
 }
 
 /* Is the partition's offset row where the worker is?  Locks it. */

@@ -85,8 +85,11 @@ extern IngestSubscription *ingest_store_subscription(const char *name);
 extern int64 ingest_store_offset(const char *subscription, const char *topic,
 								 int32 partition);
 
-/* In a transaction of the caller's: a partition's first offset row. */
-extern void ingest_store_start_offset(const char *subscription, const char *topic,
+/*
+ * In a transaction of the caller's: a partition's first offset row, unless
+ * there is one; returns the row's offset.
+ */
+extern int64 ingest_store_start_offset(const char *subscription, const char *topic,
 									  int32 partition, int64 next_offset);
 
 /*

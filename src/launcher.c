@@ -240,8 +240,13 @@ slot_for_database(Oid dbid)
 	return free_slot;
 }
 
+/*
+ * Start a worker of the relay library (the relay or an ingestion worker)
+ * for entry e, which holds its handle, or the time to try again.
+ */
 static bool
-start_relay(int i, Oid dbid)
+start_worker(LauncherEntry *e, const char *function, const char *type,
+			 const char *name, Datum arg)
 {
 	BackgroundWorker worker;
 
@@ -250,48 +255,42 @@ start_relay(int i, Oid dbid)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "inbox_outbox_relay", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "inbox_outbox_relay_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "inbox_outbox relay for database %u", dbid);
-	strlcpy(worker.bgw_type, "inbox_outbox relay", BGW_MAXLEN);
-	worker.bgw_main_arg = ObjectIdGetDatum(dbid);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	worker.bgw_main_arg = arg;
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &entries[i].handle))
+	if (!RegisterDynamicBackgroundWorker(&worker, &e->handle))
 	{
-		entries[i].handle = NULL;
-		entries[i].restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															RELAY_RESTART_DELAY);
+		e->handle = NULL;
+		e->restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													RELAY_RESTART_DELAY);
 		return false;
 	}
 	return true;
 }
 
 static bool
+start_relay(int i, Oid dbid)
+{
+	char		name[BGW_MAXLEN];
+
+	snprintf(name, sizeof(name), "inbox_outbox relay for database %u", dbid);
+	return start_worker(&entries[i], "inbox_outbox_relay_main", "inbox_outbox relay",
+						name, ObjectIdGetDatum(dbid));
+}
+
+static bool
 start_ingest(int i)
 {
-	BackgroundWorker worker;
 	IngestSlot *slot = &inbox_outbox_shared->ingest[i];
+	char		name[BGW_MAXLEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "inbox_outbox_relay", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "inbox_outbox_ingest_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "inbox_outbox ingest %s/%d",
+	snprintf(name, sizeof(name), "inbox_outbox ingest %s/%d",
 			 slot->subscription, slot->worker);
-	strlcpy(worker.bgw_type, "inbox_outbox ingest", BGW_MAXLEN);
-	worker.bgw_main_arg = Int32GetDatum(i);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &ingest_entries[i].handle))
-	{
-		ingest_entries[i].handle = NULL;
-		ingest_entries[i].restart_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																   RELAY_RESTART_DELAY);
-		return false;
-	}
-	return true;
+	return start_worker(&ingest_entries[i], "inbox_outbox_ingest_main", "inbox_outbox ingest",
+						name, Int32GetDatum(i));
 }
 
 /*

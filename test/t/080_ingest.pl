@@ -21,6 +21,7 @@ use InboxOutbox::Relay;
 
 my $kafka = InboxOutbox::Kafka->new(name => 'ingest');
 $kafka->create_topic('orders', 3);
+$kafka->create_topic('echo', 1);
 
 my $node = relay_node('ingest', $kafka->bootstrap, conf => "restart_after_crash = on\n");
 
@@ -42,6 +43,9 @@ $node->safe_psql('postgres', q{
 		END IF;
 		-- slow enough that a kill -9 meets a batch in flight
 		PERFORM pg_sleep(0.0005);
+		-- and an event of its own through the outbox, which must leave
+		-- only if the batch committed (one event id per message)
+		PERFORM public.outbox_publish('echo', partition::text, partition || '/' || "offset");
 		INSERT INTO public.effects (topic, partition, "offset", event_id, payload, run_as)
 		VALUES (topic, partition, "offset", headers ->> 'event_id',
 		        convert_from(payload, 'UTF8'), current_user);
@@ -142,6 +146,19 @@ $node->start;
 wait_effects($total, 'the stream after an immediate stop');
 sleep 1;
 check_exactly_once($total, 'after pg_ctl stop -m immediate');
+
+# The handler's own events (outbox_publish() in the batch's transaction):
+# an event reaches Kafka only if its batch committed.  A batch lost in a
+# crash is applied again and publishes again, under a new event id; so
+# every message must have exactly one event id in Kafka (the relay may
+# send one event twice after a crash, under the same id).
+wait_outbox_empty($node, 'postgres', 'relay published the handler\'s events');
+my %ids;
+push @{ $ids{ $_->{value} } }, $_->{headers}{event_id}
+  for @{ $kafka->consume('echo', min => $total, timeout => 120) };
+is(scalar(keys %ids), $total, "the handler's events: one per message ($total)");
+is( scalar(grep { my %u = map { $_ => 1 } @{ $ids{$_} }; keys(%u) != 1 } keys %ids),
+	0, "each message's event has exactly one event id: no event of a lost batch left");
 
 # Pause: nothing is applied; resume: the rest is.
 $node->safe_psql('postgres', q{SET ROLE ingester; SELECT subscription_pause('billing')});
